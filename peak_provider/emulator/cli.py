@@ -1,0 +1,140 @@
+"""``peak-emulator``: run the emulator in the foreground until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import IO, Any
+
+from peak_provider.emulator.config import DEFAULT_SOLUTIONS, Limits, Solution
+from peak_provider.emulator.faults import Faults
+from peak_provider.emulator.server import Emulator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="peak-emulator",
+        description="Local, offline emulator of the Peak ingestion API (for DAG development and tests).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="bind address (loopback only unless --allow-remote)")
+    p.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (default 8080)")
+    p.add_argument("--allow-remote", action="store_true", help="allow binding to a non-loopback address")
+    p.add_argument(
+        "--token", action="append", default=[], help="accepted API token (repeatable); generated when omitted"
+    )
+    p.add_argument(
+        "--solution",
+        action="append",
+        default=[],
+        metavar="NAME:APPLICATION[:PREFIX[:SUFFIX[:TIMESTAMP_FORMAT]]]",
+        help="a solution (repeatable); default INV_OOTB:inventory:INV_:_OOTB and QP_OOTB:b2c_pricing:QP_:_OOTB",
+    )
+    p.add_argument("--db", default=":memory:", help="sqlite file to store rows in (default in memory)")
+    p.add_argument("--max-rows", type=int, default=500, help="rows per request limit, 0 disables (500)")
+    p.add_argument("--max-bytes", type=int, default=1_000_000, help="body size limit, 0 disables (1000000)")
+    p.add_argument("--rps", type=float, default=50, help="requests per second per token, 0 disables (50)")
+    p.add_argument(
+        "--base-path",
+        action="append",
+        default=[],
+        help="extra path prefix to serve the API under, besides / (repeatable; default /ingestion-api)",
+    )
+    p.add_argument("--access-log", metavar="FILE|-", help="write one line per request to FILE or stdout (-)")
+    f = p.add_argument_group("fault injection (deterministic for a given --seed and request order)")
+    f.add_argument("--latency-ms", type=float, default=0.0, help="fixed latency added to each request")
+    f.add_argument("--jitter-ms", type=float, default=0.0, help="uniform extra latency 0..N ms")
+    f.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500/503 before processing")
+    f.add_argument("--error-status", type=int, action="append", default=[], help="status for --error-rate (repeatable)")
+    f.add_argument("--throttle-rate", type=float, default=0.0, help="fraction that start a burst of 429s")
+    f.add_argument("--throttle-burst", type=int, default=1, help="429s per throttle burst (1)")
+    f.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds of injected 429s (1)")
+    f.add_argument("--drop-rate", type=float, default=0.0, help="fraction closed without a response")
+    f.add_argument("--slow-rate", type=float, default=0.0, help="fraction delayed by --slow-seconds")
+    f.add_argument("--slow-seconds", type=float, default=5.0, help="delay of slow requests (5)")
+    f.add_argument(
+        "--lost-response-rate", type=float, default=0.0, help="fraction stored but answered by a closed connection"
+    )
+    f.add_argument("--seed", type=int, default=0, help="fault RNG seed (0)")
+    return p
+
+
+def _faults(args: argparse.Namespace) -> Faults:
+    return Faults(
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
+        error_rate=args.error_rate,
+        error_statuses=tuple(args.error_status) or (500, 503),
+        throttle_rate=args.throttle_rate,
+        throttle_burst=args.throttle_burst,
+        retry_after_seconds=args.retry_after,
+        drop_rate=args.drop_rate,
+        slow_rate=args.slow_rate,
+        slow_seconds=args.slow_seconds,
+        lost_response_rate=args.lost_response_rate,
+        seed=args.seed,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = sys.stdout
+    try:
+        solutions = [Solution.parse(s) for s in args.solution] or list(DEFAULT_SOLUTIONS)
+        faults = _faults(args)
+        tokens = args.token or [secrets.token_urlsafe(24)]
+        access_log: str | IO[str] | None = out if args.access_log == "-" else args.access_log
+        emulator = Emulator(
+            tokens=tokens,
+            solutions=solutions,
+            db=args.db,
+            limits=Limits(args.max_rows or None, args.max_bytes or None, args.rps or None),
+            faults=faults,
+            host=args.host,
+            port=args.port,
+            base_paths=["", *(args.base_path or ["/ingestion-api"])],
+            allow_remote=args.allow_remote,
+            access_log=access_log,
+        )
+        emulator.start()
+    except (ValueError, OSError) as exc:
+        print(f"peak-emulator: {exc}", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    _banner(emulator, generated=not args.token, out=out)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        emulator.stop()
+        print("peak-emulator: stopped", file=out, flush=True)
+    return 0
+
+
+def _banner(emulator: Emulator, *, generated: bool, out: IO[str]) -> None:
+    paths = ", ".join(p or "/" for p in sorted(emulator.app.base_paths, key=len))
+    lines = [
+        f"Peak ingestion API emulator listening on {emulator.url}",
+        f"  base paths: {paths}",
+        f"  token{' (generated)' if generated else ''}: {emulator.token}",
+        "  solutions: "
+        + ", ".join(f"{s.name} ({s.application}, objects {s.prefix}<OBJECT>{s.suffix})" for s in emulator.solutions),
+        f"  inspect: {emulator.url}/_emulator/stats  {emulator.url}/_emulator/objects",
+        "",
+    ]
+    for s in emulator.solutions:
+        lines.append(f"# {s.name} ({s.application})")
+        lines.append(f"AIRFLOW_CONN_PEAK_DEFAULT='{emulator.connection_json(s.name)}'")
+    lines.append("")
+    lines.append("Press Ctrl+C to stop.")
+    print("\n".join(lines), file=out, flush=True)
