@@ -304,7 +304,9 @@ def failed_entries(payload: Any) -> list[dict[str, Any]]:
     """
     if not isinstance(payload, dict):
         return []
-    raw = next((payload[k] for k in ("failed", "failedRows", "failed_rows") if isinstance(payload.get(k), list)), [])
+    raw: list[Any] = next(
+        (payload[k] for k in ("failed", "failedRows", "failed_rows") if isinstance(payload.get(k), list)), []
+    )
     return [_normalise_failed(entry) for entry in raw]
 
 

@@ -4,18 +4,66 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="peak-test-airflow-"))
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+REPO = Path(__file__).resolve().parents[1]
+
+# Before Airflow is imported: a throwaway AIRFLOW_HOME, and two DAG bundles, the example DAGs and the
+# test-only DAGs (dag.test() runs only DAGs that live in a configured bundle).
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="peak-test-airflow-")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {
+            "name": name,
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(path)},
+        }
+        for name, path in (("peak_dags", REPO / "dags"), ("peak_test_dags", REPO / "tests" / "dag_files"))
+    ]
+)
+sys.path[:0] = [str(REPO / "dags"), str(REPO / "tests" / "dag_files")]
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """A migrated metadata DB (SQLite in the throwaway AIRFLOW_HOME), for dag.test() runs."""
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True)
+    return os.environ["AIRFLOW_HOME"]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[dict[str, Any]]:
+    """A real PostgreSQL server for the whole session (started from the Debian binaries)."""
+    from tests.pg import postgres_server
+
+    with postgres_server() as params:
+        yield params
+
+
+@pytest.fixture
+def postgres_conn_id(postgres: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> str:
+    """An Airflow ``postgres`` connection (env var) to the session's server."""
+    conn = {
+        "conn_type": "postgres",
+        "host": postgres["host"],
+        "port": postgres["port"],
+        "login": postgres["user"],
+        "schema": postgres["dbname"],
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_PG_WAREHOUSE", json.dumps(conn))
+    return "pg_warehouse"
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import airflow
 import jsonschema
 
-import airflow
 from peak_provider.extras import EXTRAS
 from peak_provider.get_provider_info import get_provider_info
 

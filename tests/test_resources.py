@@ -44,7 +44,12 @@ def test_seed_primary_keys_and_required_flags():
     inv, b2c = get_application("inventory"), get_application("b2c_pricing")
     assert inv.resource("products").primary_key == ("product_id", "updated_at")
     assert inv.resource("customer_orders").primary_key == ("order_id", "order_line_id", "updated_at")
-    assert inv.resource("manufacturing_orders").primary_key == ("product_id", "location_id", "order_number", "updated_at")
+    assert inv.resource("manufacturing_orders").primary_key == (
+        "product_id",
+        "location_id",
+        "order_number",
+        "updated_at",
+    )
     assert b2c.resource("purchase_order").primary_key == ("order_number", "product_id")
     assert b2c.resource("sale").primary_key == ("location_id", "product_id", "sold_at")
     products = inv.resource("products")

@@ -101,7 +101,13 @@ def test_dates():
 
 def test_booleans():
     enc = RowEncoder(get_application("inventory").resource("locations"), "YYYY-MM-DD HH:MM:SS")
-    row = {"location_id": "L", "is_store": 1, "is_dc": False, "is_factory": "false", "updated_at": "2025-01-01 00:00:00"}
+    row = {
+        "location_id": "L",
+        "is_store": 1,
+        "is_dc": False,
+        "is_factory": "false",
+        "updated_at": "2025-01-01 00:00:00",
+    }
     assert encode(enc, row) == {**row, "is_store": True, "is_factory": False}
     assert isinstance(encode(enc, {**row, "is_store": 2}), Rejection)
 
@@ -120,7 +126,12 @@ def test_unicode_is_sent_as_utf8(inv):
 
 def test_columns_match_case_insensitively_and_unselected_columns_are_omitted(inv):
     row = {"PRODUCT_ID": "P1", "Source_Id": "S1", "PACK_SIZE": 1, "UPDATED_AT": "2025-01-01 00:00:00"}
-    assert encode(inv, row) == {"product_id": "P1", "source_id": "S1", "pack_size": 1, "updated_at": "2025-01-01 00:00:00"}
+    assert encode(inv, row) == {
+        "product_id": "P1",
+        "source_id": "S1",
+        "pack_size": 1,
+        "updated_at": "2025-01-01 00:00:00",
+    }
 
 
 def test_null_optional_field_is_sent_as_null(inv):
@@ -176,7 +187,11 @@ def test_positional_rows():
 def test_failed_entries_are_parsed_tolerantly():
     payload = {
         "failed": [
-            {"index": 1, "row": {"a": 1}, "errors": [{"code": "DI_E_1", "category": "VALIDATION", "field": "f", "message": "m"}]},
+            {
+                "index": 1,
+                "row": {"a": 1},
+                "errors": [{"code": "DI_E_1", "category": "VALIDATION", "field": "f", "message": "m"}],
+            },
             {"rowIndex": 2, "error": "boom"},
             {"record": {"a": 2}, "errorCode": "DI_E_2", "errorMessage": "bad"},
             "just a string",

@@ -15,7 +15,12 @@ def settings(host="https://ingestion.peak.ai", port=None, **extra):
 def test_defaults():
     s = settings(host=None)
     assert s.base_url == "https://service.peak.ai/ingestion-api"
-    assert (s.max_rows_per_request, s.max_request_bytes, s.requests_per_second, s.max_in_flight) == (500, 1_000_000, 50, 8)
+    assert (s.max_rows_per_request, s.max_request_bytes, s.requests_per_second, s.max_in_flight) == (
+        500,
+        1_000_000,
+        50,
+        8,
+    )
     assert s.ingest_path == "/api/v2/ingest/object/{object}"
     assert s.verify is True and s.application == "inventory" and s.source_timezone == "UTC"
 
@@ -80,7 +85,7 @@ def test_hook_construction_fails_early(peak_connection):
 
 def test_unknown_resource_lists_known_ones(peak_connection):
     hook = PeakHook(peak_connection(host="https://ingestion.peak.ai"))
-    with pytest.raises(PeakConfigError, match="Unknown resource 'sales_orders'.*customer_orders"):
+    with pytest.raises(PeakConfigError, match=r"Unknown resource 'sales_orders'.*customer_orders"):
         hook.object_name("sales_orders")
 
 

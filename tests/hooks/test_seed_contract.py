@@ -70,8 +70,13 @@ def test_object_names(peak_connection):
     assert inv.ingest_url("products") == "https://service.peak.ai/ingestion-api/api/v2/ingest/object/INV_PRODUCTS_OOTB"
     qp = PeakHook(
         peak_connection(
-            "qp", host="https://ingestion.peak.ai", application="b2c_pricing", prefix="QP_", suffix="_OOTB",
-            solution_name="QP_OOTB", ingest_path="/api/v2/objects/{object}",
+            "qp",
+            host="https://ingestion.peak.ai",
+            application="b2c_pricing",
+            prefix="QP_",
+            suffix="_OOTB",
+            solution_name="QP_OOTB",
+            ingest_path="/api/v2/objects/{object}",
         )
     )
     assert qp.object_name("sale") == "QP_SALE_OOTB"
