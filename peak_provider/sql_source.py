@@ -1,0 +1,96 @@
+"""Streaming rows out of any common-sql connection with flat memory.
+
+``fetchmany`` bounds memory only when the driver streams: PostgreSQL (psycopg2 and psycopg 3) needs a
+named, server-side cursor, MySQL an unbuffered ``SSCursor``; SQLite, Snowflake and most others stream
+with their ordinary cursor.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from peak_provider.exceptions import PeakConfigError
+
+
+@dataclass
+class SqlStream:
+    """An open query: its column names, driver family, cursor kind and a row iterator (tuples)."""
+
+    columns: list[str]
+    driver: str
+    server_side: bool
+    rows: Iterator[Sequence[Any]]
+
+
+def get_db_hook(sql_conn_id: str) -> Any:
+    """The common-sql ``DbApiHook`` of a connection, or a clear error."""
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    hook = BaseHook.get_connection(sql_conn_id).get_hook()
+    if not isinstance(hook, DbApiHook):
+        raise PeakConfigError(
+            f"Connection {sql_conn_id!r} gives a {type(hook).__name__}, not a common-sql DbApiHook; "
+            "use a SQL connection (postgres, sqlite, snowflake, mysql, …)"
+        )
+    return hook
+
+
+def driver_of(conn: Any) -> str:
+    """The DB-API driver's top-level module name (``psycopg2``, ``psycopg``, ``sqlite3``, …)."""
+    return type(conn).__module__.split(".")[0]
+
+
+def paramstyle_of(driver: str) -> str:
+    return getattr(sys.modules.get(driver), "paramstyle", "format")
+
+
+SERVER_SIDE_DRIVERS = ("psycopg2", "psycopg", "pymysql", "MySQLdb")
+
+
+def _cursor(conn: Any, driver: str, fetch_size: int) -> Any:
+    if driver in ("psycopg2", "psycopg"):
+        cursor = conn.cursor(name=f"peak_{uuid.uuid4().hex[:12]}")
+        cursor.itersize = fetch_size
+        return cursor
+    if driver in ("pymysql", "MySQLdb"):
+        cursors = __import__(f"{driver}.cursors", fromlist=["SSCursor"])
+        return conn.cursor(cursors.SSCursor)
+    return conn.cursor()
+
+
+Query = tuple[str, Sequence[Any] | Mapping[str, Any] | None]
+
+
+@contextmanager
+def stream_query(sql_conn_id: str, build: Callable[[str], Query], fetch_size: int) -> Iterator[SqlStream]:
+    """Run the query ``build(driver)`` returns and stream its rows ``fetch_size`` at a time.
+
+    ``build`` gets the driver name so it can pick bind-parameter styles; the connection closes on exit.
+    """
+    conn = get_db_hook(sql_conn_id).get_conn()
+    driver = driver_of(conn)
+    cursor = _cursor(conn, driver, fetch_size)
+    try:
+        sql, parameters = build(driver)
+        cursor.execute(sql, parameters) if parameters is not None else cursor.execute(sql)
+        columns = [d[0] for d in cursor.description or []]
+
+        def rows() -> Iterator[Sequence[Any]]:
+            while batch := cursor.fetchmany(fetch_size):
+                yield from batch
+
+        yield SqlStream(columns=columns, driver=driver, server_side=driver in SERVER_SIDE_DRIVERS, rows=rows())
+    finally:
+        try:
+            cursor.close()
+        finally:
+            if hasattr(conn, "rollback") and driver in ("psycopg2", "psycopg"):
+                conn.rollback()  # end the read-only transaction the named cursor lived in
+            conn.close()

@@ -1,0 +1,47 @@
+"""DAGs used only by the test suite (a bundle of their own; see tests/conftest.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from airflow.providers.common.compat.sdk import DAG
+from peak_common import DAILY, SQL_DIR
+
+from peak_provider.operators.peak import SqlToPeakOperator
+from peak_provider.task_groups import peak_load_group
+
+# A cron preset: in Airflow 3 its runs have an empty data interval, which the operator refuses.
+with DAG(
+    dag_id="peak_test_daily_preset",
+    schedule="@daily",
+    start_date=datetime(2025, 2, 1, tzinfo=UTC),
+    catchup=False,
+    template_searchpath=[SQL_DIR],
+) as daily_preset_dag:
+    SqlToPeakOperator(
+        task_id="products",
+        resource="products",
+        sql="inventory/products.sql",
+        sql_conn_id="peak_warehouse",
+        peak_conn_id="peak_inventory",
+        incremental_column="updated_at",
+    )
+
+# The example inventory load with no tolerance for rejected rows.
+with DAG(
+    dag_id="peak_test_strict",
+    schedule=DAILY,
+    start_date=datetime(2025, 2, 1, tzinfo=UTC),
+    catchup=False,
+    template_searchpath=[SQL_DIR],
+) as strict_dag:
+    peak_load_group(
+        "inventory",
+        loads={"products": "inventory/products.sql", "customer_orders": "inventory/customer_orders.sql"},
+        sql_conn_id="peak_warehouse",
+        peak_conn_id="peak_inventory",
+        application="inventory",
+        incremental_column="updated_at",
+        max_rejected_rows=0,
+        rejected_rows_path="{{ var.value.peak_rejects_dir }}/strict/{{ ds }}/{{ task.resource }}.jsonl",
+    )

@@ -1,0 +1,283 @@
+"""SqlToPeakOperator on real SQLite and PostgreSQL warehouses, sending to the bundled emulator."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
+
+from peak_provider.exceptions import PeakConfigError, PeakRejectedRowsError
+from peak_provider.operators.peak import SqlToPeakOperator
+
+COLUMNS = "product_id, product_name, source_id, pack_size, updated_at"
+DAY1, DAY2, DAY3 = (datetime(2025, 3, d, tzinfo=UTC) for d in (1, 2, 3))
+
+
+def product_rows(n: int, day: int = 1, start: int = 0) -> list[tuple[Any, ...]]:
+    return [
+        (f"P{i:05d}", f"Product {i} ✓", f"S{i % 7}", 1 + i % 12, f"2025-03-{day:02d} {i % 24:02d}:00:00")
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def sqlite_wh(tmp_path, monkeypatch):
+    """A SQLite warehouse with a ``products`` table; returns (conn_id, sqlite3 connection)."""
+    path = tmp_path / "wh.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE products (product_id TEXT, product_name TEXT, source_id TEXT, pack_size, updated_at TEXT)")
+    monkeypatch.setenv("AIRFLOW_CONN_SQLITE_WH", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    yield "sqlite_wh", db
+    db.close()
+
+
+@pytest.fixture
+def pg_wh(postgres_conn_id):
+    """A PostgreSQL warehouse with a ``products`` table (timestamptz updated_at)."""
+    import psycopg2
+    from airflow.providers.common.compat.sdk import BaseHook
+
+    conn = BaseHook.get_connection(postgres_conn_id)
+    db = psycopg2.connect(host=conn.host, port=conn.port, user=conn.login, dbname=conn.schema)
+    db.autocommit = True
+    with db.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS products")
+        cur.execute(
+            "CREATE TABLE products (product_id text, product_name text, source_id text, pack_size numeric, "
+            "updated_at timestamptz)"
+        )
+    yield postgres_conn_id, db
+    db.close()
+
+
+def insert(wh, rows):
+    _, db = wh
+    if isinstance(db, sqlite3.Connection):
+        db.executemany("INSERT INTO products VALUES (?, ?, ?, ?, ?)", rows)
+        db.commit()
+    else:
+        with db.cursor() as cur:
+            cur.executemany("INSERT INTO products VALUES (%s, %s, %s, %s, %s)", rows)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def wh(request):
+    return request.getfixturevalue("sqlite_wh" if request.param == "sqlite" else "pg_wh")
+
+
+@pytest.fixture
+def peak_conn(peak_emulator, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_PEAK_DEFAULT", peak_emulator.connection_json("INV_OOTB"))
+    return "peak_default"
+
+
+def context(start=DAY1, end=DAY2, **extra):
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    return {"data_interval_start": start, "data_interval_end": end, "outlet_events": OutletEventAccessors(), **extra}
+
+
+def op(wh_conn_id, **kwargs):
+    kwargs.setdefault("sql", f"SELECT {COLUMNS} FROM products")
+    return SqlToPeakOperator(task_id="load", resource="products", sql_conn_id=wh_conn_id, **kwargs)
+
+
+def stored(peak_emulator):
+    return sorted(peak_emulator.rows("INV_PRODUCTS_OOTB"), key=lambda r: (r["product_id"], r["updated_at"]))
+
+
+def test_full_load(wh, peak_conn, peak_emulator):
+    insert(wh, product_rows(1234))
+    task = op(wh[0], fetch_size=100)
+    ctx = context()
+    summary = task.execute(ctx)
+    assert summary["rows_read"] == summary["rows_accepted"] == 1234
+    assert summary["rows_rejected"] == 0
+    assert summary["requests"] == 3  # 500 + 500 + 234
+    assert len(json.dumps(summary)) < 2000  # a summary, never rows
+    rows = stored(peak_emulator)
+    assert len(rows) == 1234
+    assert rows[5] == {
+        "product_id": "P00005",
+        "product_name": "Product 5 ✓",
+        "source_id": "S5",
+        "pack_size": 6,
+        "updated_at": "2025-03-01 05:00:00",
+    }
+    assert ctx["outlet_events"][task.asset].extra["rows_accepted"] == 1234
+    host = peak_emulator.url.split("://")[1]
+    assert task.asset.uri == f"peak://{host}/INV_OOTB/INV_PRODUCTS_OOTB"
+
+
+def test_interval_mode_sends_only_rows_in_the_interval(wh, peak_conn, peak_emulator):
+    insert(wh, product_rows(50, day=1) + product_rows(70, day=2, start=1000) + product_rows(30, day=3, start=2000))
+    task = op(wh[0], incremental_column="updated_at")
+    summary = task.execute(context(DAY2, DAY3))
+    assert summary["rows_read"] == summary["rows_accepted"] == 70
+    assert {r["updated_at"][:10] for r in stored(peak_emulator)} == {"2025-03-02"}
+
+
+def test_interval_bounds_are_bind_parameters(sqlite_wh, peak_conn, peak_emulator, caplog):
+    insert(sqlite_wh, product_rows(3, day=1))
+    task = op(sqlite_wh[0], incremental_column="updated_at", sql=f"SELECT {COLUMNS} FROM products;")
+    hook_sql: list[str] = []
+    from peak_provider import sql_source
+
+    original = sql_source._cursor
+
+    def spy(conn, driver, fetch_size):
+        cursor = original(conn, driver, fetch_size)
+
+        class Spy:
+            def __getattr__(self, name):
+                return getattr(cursor, name)
+
+            def execute(self, sql, params=None):
+                hook_sql.append(sql)
+                return cursor.execute(sql, params)
+
+        return Spy()
+
+    sql_source._cursor = spy
+    try:
+        task.execute(context())
+    finally:
+        sql_source._cursor = original
+    (sql,) = hook_sql
+    assert ":peak_lower" in sql and ":peak_upper" in sql and "2025" not in sql
+
+
+def test_user_parameters_combine_with_incremental_bounds(sqlite_wh, peak_conn, peak_emulator):
+    insert(sqlite_wh, product_rows(20, day=1))
+    task = op(
+        sqlite_wh[0],
+        sql=f"SELECT {COLUMNS} FROM products WHERE source_id = :src",
+        parameters={"src": "S3"},
+        incremental_column="updated_at",
+    )
+    assert task.execute(context())["rows_read"] == 3
+
+
+@pytest.mark.parametrize("interval", [(DAY1, DAY1), (None, None)])
+def test_empty_interval_fails_at_once_with_the_fix(sqlite_wh, peak_conn, interval):
+    task = op(sqlite_wh[0], incremental_column="updated_at")
+    with pytest.raises(AirflowFailException, match="CronDataIntervalTimetable"):
+        task.execute(context(*interval))
+
+
+def test_watermark_mode(wh, peak_conn, peak_emulator, monkeypatch):
+    marks: dict[str, Any] = {}
+
+    class Accessor:
+        def get(self, key, default=None):
+            return marks.get(key, default)
+
+        def set(self, key, value):
+            marks[key] = value
+
+    class Store:
+        def __getitem__(self, asset):
+            return Accessor()
+
+    insert(wh, product_rows(10, day=1))
+    task = op(wh[0], incremental_column="updated_at", incremental_mode="watermark")
+    assert task.execute(context(asset_state_store=Store()))["rows_read"] == 10
+    assert marks["peak_watermark"].startswith("2025-03-01")
+    assert "09:00:00" in marks["peak_watermark"]
+    insert(wh, product_rows(4, day=2, start=100))
+    assert task.execute(context(asset_state_store=Store()))["rows_read"] == 4
+    assert task.execute(context(asset_state_store=Store()))["rows_read"] == 0
+    assert len(stored(peak_emulator)) == 14
+
+
+def test_rejected_rows_threshold_and_sink(sqlite_wh, peak_conn, peak_emulator, tmp_path):
+    rows = product_rows(10)
+    rows[2] = ("P00002", "x", "S2", 2.5, "2025-03-01 02:00:00")  # not an integer
+    rows[4] = ("P00004", "x", None, 3, "2025-03-01 04:00:00")  # required field null
+    insert(sqlite_wh, rows)
+    sink = tmp_path / "rejects" / "products.jsonl"
+    strict = op(sqlite_wh[0], rejected_rows_path=str(sink))
+    with pytest.raises(PeakRejectedRowsError, match=r"2 rows rejected \(max_rejected_rows=0\)") as failure:
+        strict.execute(context())
+    assert failure.value.summary["rows_accepted"] == 8
+    records = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert [(r["key"]["product_id"], r["field"]) for r in records] == [("P00002", "pack_size"), ("P00004", "source_id")]
+    assert "2.5 is not an integer" in records[0]["reason"] and records[0]["row"]["pack_size"] == 2.5
+    tolerant = op(sqlite_wh[0], rejected_rows_path=str(sink), max_rejected_rows=2)
+    summary = tolerant.execute(context())
+    assert (summary["rows_read"], summary["rows_accepted"], summary["rows_rejected"]) == (10, 8, 2)
+    assert summary["rejected_rows_path"] == str(sink)
+
+
+def test_api_rejections_are_counted_and_written(sqlite_wh, peak_conn, peak_emulator, tmp_path):
+    rows = product_rows(5)
+    rows[1] = ("P00001", "y" * 70_000, "S1", 1, "2025-03-01 01:00:00")  # the API caps strings at 65,535
+    insert(sqlite_wh, rows)
+    sink = tmp_path / "r.jsonl"
+    summary = op(sqlite_wh[0], rejected_rows_path=str(sink), max_rejected_rows=1).execute(context())
+    assert (summary["rows_accepted"], summary["rows_rejected"]) == (4, 1)
+    (record,) = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert record["code"].startswith("DI_E_") and record["key"]["product_id"] == "P00001"
+    assert "rejected by the API" in record["reason"]
+
+
+def test_column_map_and_uppercase_columns(sqlite_wh, peak_conn, peak_emulator):
+    insert(sqlite_wh, product_rows(2))
+    sql = "SELECT product_id AS SKU, product_name AS PRODUCT_NAME, source_id AS SOURCE_ID, pack_size, updated_at FROM products"
+    op(sqlite_wh[0], sql=sql, column_map={"SKU": "product_id"}).execute(context())
+    assert [r["product_id"] for r in stored(peak_emulator)] == ["P00000", "P00001"]
+
+
+def test_dry_run_writes_nothing(sqlite_wh, peak_conn, peak_emulator):
+    insert(sqlite_wh, product_rows(3))
+    summary = op(sqlite_wh[0], dry_run=True).execute(context())
+    assert summary["dry_run"] is True and summary["rows_accepted"] == 3
+    assert stored(peak_emulator) == []
+
+
+def test_postgres_streams_with_a_server_side_cursor(pg_wh):
+    from peak_provider.sql_source import stream_query
+
+    insert(pg_wh, product_rows(10))
+    with stream_query(pg_wh[0], lambda driver: (f"SELECT {COLUMNS} FROM products", None), 3) as stream:
+        assert stream.driver in ("psycopg", "psycopg2") and stream.server_side
+        from peak_provider import sql_source
+
+        conn = stream_conn(pg_wh[0])
+        assert getattr(sql_source._cursor(conn, stream.driver, 3), "name", None)  # a named, server-side cursor
+        assert not getattr(conn.cursor(), "name", None)
+        conn.close()
+        assert stream.columns == ["product_id", "product_name", "source_id", "pack_size", "updated_at"]
+        rows = list(stream.rows)
+    assert len(rows) == 10
+
+
+def stream_conn(conn_id):
+    from peak_provider.sql_source import get_db_hook
+
+    return get_db_hook(conn_id).get_conn()
+
+
+def test_bad_arguments_fail_at_parse_time(peak_conn):
+    with pytest.raises(PeakConfigError, match="incremental_mode must be one of interval, watermark"):
+        op("x", incremental_column="updated_at", incremental_mode="daily")
+    with pytest.raises(PeakConfigError, match="plain column name"):
+        op("x", incremental_column="updated_at; DROP TABLE products")
+    with pytest.raises(PeakConfigError, match="Unknown resource 'prodcts'"):
+        SqlToPeakOperator(task_id="t", resource="prodcts", sql="select 1", sql_conn_id="x")
+
+
+def test_sql_error_fails_with_the_database_message(sqlite_wh, peak_conn):
+    with pytest.raises(sqlite3.OperationalError, match="no such table: nope"):
+        op(sqlite_wh[0], sql="SELECT * FROM nope").execute(context())
+
+
+def test_templated_fields_never_hold_the_token(peak_conn, peak_emulator):
+    task = op("wh", rejected_rows_path="/tmp/{{ ds }}.jsonl")
+    assert set(task.template_fields) == {"sql", "parameters", "sql_conn_id", "rejected_rows_path"}
+    assert task.template_ext == (".sql",)
+    assert all(peak_emulator.token not in str(getattr(task, f)) for f in task.template_fields)
