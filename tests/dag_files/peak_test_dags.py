@@ -45,3 +45,21 @@ with DAG(
         max_rejected_rows=0,
         rejected_rows_path="{{ var.value.peak_rejects_dir }}/strict/{{ ds }}/{{ task.resource }}.jsonl",
     )
+
+# The example inventory load without catchup, so unpausing it for a backfill schedules no history.
+with DAG(
+    dag_id="peak_test_backfill",
+    schedule=DAILY,
+    start_date=datetime(2025, 2, 1, tzinfo=UTC),
+    catchup=False,
+    template_searchpath=[SQL_DIR],
+) as backfill_dag:
+    peak_load_group(
+        "inventory",
+        loads={"products": "inventory/products.sql", "customer_orders": "inventory/customer_orders.sql"},
+        sql_conn_id="peak_warehouse",
+        peak_conn_id="peak_inventory",
+        application="inventory",
+        incremental_column="updated_at",
+        max_rejected_rows=25,
+    )
