@@ -60,11 +60,13 @@ def bound_value(moment: datetime, driver: str, source_timezone: str) -> Any:
 def add_filter(
     sql: str,
     parameters: Sequence[Any] | Mapping[str, Any] | None,
-    column: str,
+    column: str | None,
     conditions: Sequence[tuple[str, str, Any]],
     paramstyle: str,
-) -> tuple[str, Sequence[Any] | Mapping[str, Any]]:
-    """Wrap ``sql`` with ``WHERE column <op> <bound> AND …``; ``conditions`` are (name, operator, value)."""
+    order_by: Sequence[str] = (),
+) -> tuple[str, Sequence[Any] | Mapping[str, Any] | None]:
+    """Wrap ``sql`` with ``WHERE column <op> <bound> AND …`` (``conditions``: name, operator, value) and an
+    ``ORDER BY`` (for a deterministic, resumable order); unchanged when there is neither."""
     positional = isinstance(parameters, list | tuple)
     new_params: Any = list(parameters) if positional else dict(parameters or {})  # type: ignore[arg-type]
     clauses = []
@@ -76,9 +78,11 @@ def add_filter(
         else:
             new_params[name] = value
     body = sql.strip().rstrip(";")
-    if not clauses:
-        return body, new_params
-    return f"SELECT * FROM (\n{body}\n) peak_src\nWHERE {' AND '.join(clauses)}", new_params
+    if not clauses and not order_by:
+        return body, parameters
+    where = f"\nWHERE {' AND '.join(clauses)}" if clauses else ""
+    order = f"\nORDER BY {', '.join(f'peak_src.{check_column(c)}' for c in order_by)}" if order_by else ""
+    return f"SELECT * FROM (\n{body}\n) peak_src{where}{order}", new_params
 
 
 def interval_bounds(context: Mapping[str, Any]) -> tuple[datetime, datetime]:

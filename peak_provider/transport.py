@@ -40,10 +40,14 @@ class PayloadTooLarge(Exception):
 
 @dataclass
 class Batch:
-    """Encoded rows waiting to be sent together, with their running body size."""
+    """Encoded rows waiting to be sent together, with their running body size.
+
+    ``first_row`` is the read position (0-based) of the batch's first row, used to checkpoint progress.
+    """
 
     rows: list[bytes] = field(default_factory=list)
     size: int = 0
+    first_row: int = 0
 
 
 class Batcher:
@@ -61,13 +65,20 @@ class Batcher:
         """Whether a row can be sent at all (on its own in a body)."""
         return len(row) <= self.room
 
-    def add(self, row: bytes) -> Batch | None:
-        """Add a row; return the batch it closed, if adding it closed one."""
+    @property
+    def open_first_row(self) -> int | None:
+        """Read position of the first row of the batch being filled, if it has any rows."""
+        return self._batch.first_row if self._batch.rows else None
+
+    def add(self, row: bytes, position: int) -> Batch | None:
+        """Add the row read at ``position``; return the batch it closed, if adding it closed one."""
         closed = None
         extra = len(row) + (1 if self._batch.rows else 0)
         if self._batch.rows and (len(self._batch.rows) >= self.max_rows or self._batch.size + extra > self.room):
             closed, self._batch = self._batch, Batch()
             extra = len(row)
+        if not self._batch.rows:
+            self._batch.first_row = position
         self._batch.rows.append(row)
         self._batch.size += extra
         return closed

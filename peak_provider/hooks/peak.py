@@ -17,7 +17,7 @@ from peak_provider.exceptions import PeakConfigError, PeakError, PeakHTTPError
 from peak_provider.extras import CONN_TYPE, DEFAULT_CONN_ID, EXTRAS
 from peak_provider.resources import OPERATIONS, Application, Resource, get_application
 from peak_provider.result import IngestResult, Rejection
-from peak_provider.transport import Batcher, Counters, PayloadTooLarge, RateLimiter, Transport, json_or_none
+from peak_provider.transport import Batch, Batcher, Counters, PayloadTooLarge, RateLimiter, Transport, json_or_none
 from peak_provider.wire import RowEncoder, failed_entries
 
 #: Data types ``add-attribute`` accepts (``timestamp`` is accepted as an alias of ``datetime``).
@@ -136,6 +136,7 @@ class PeakHook(BaseHook):
         column_map: Mapping[str, str] | None = None,
         custom_attributes: Mapping[str, str] | None = None,
         on_rejected: Callable[[Rejection], None] | None = None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> IngestResult:
         """Validate, serialise and send ``rows`` to the resource's object, streaming.
 
@@ -151,6 +152,8 @@ class PeakHook(BaseHook):
         :param column_map: source column -> field name, for columns named differently in the warehouse.
         :param custom_attributes: UPPERCASE custom attribute -> type (see :meth:`add_attribute`).
         :param on_rejected: called with each :class:`Rejection` (to write a rejected-rows sink).
+        :param on_progress: called with ``n`` whenever the first ``n`` rows read are all settled
+            (accepted or rejected); a checkpoint from which a retry can resume.
         :raises PeakAuthError: the token was refused (not retried).
         :raises PeakHTTPError: a batch failed for good; ``exc.result`` holds the counts so far.
         """
@@ -166,6 +169,8 @@ class PeakHook(BaseHook):
         tail = b'],"operationType":"' + op.encode() + b'"' + (b',"dryRun":true' if dry_run else b"") + b"}"
         batcher = Batcher(s.max_rows_per_request, s.max_request_bytes, len(head) + len(tail))
         counters = Counters()
+        settled = 0  # the first `settled` rows read are all accepted or rejected
+        pending: dict[Future[list[tuple[list[bytes], Any]]], int] = {}  # in-flight batch -> its first row
 
         def reject(rejection: Rejection) -> None:
             result.add_rejection(rejection)
@@ -173,18 +178,25 @@ class PeakHook(BaseHook):
                 on_rejected(rejection)
 
         def settle(done: set[Future[list[tuple[list[bytes], Any]]]]) -> None:
+            nonlocal settled
             for future in done:
-                pending.discard(future)
+                del pending[future]
                 for sent, payload in future.result():
                     self._reconcile(encoder, sent, payload, result, reject)
+            if on_progress is not None:
+                open_first = batcher.open_first_row
+                prefix = min([*pending.values(), *([open_first] if open_first is not None else []), result.rows_read])
+                if prefix > settled:
+                    settled = prefix
+                    on_progress(prefix)
 
-        def submit(rows_: list[bytes]) -> None:
+        def submit(batch: Batch) -> None:
             while len(pending) >= s.max_in_flight:
                 settle(wait(pending, return_when=FIRST_COMPLETED)[0])
-            pending.add(pool.submit(self._send_batch, url, head, tail, rows_, op == "UPSERT", counters))
+            future = pool.submit(self._send_batch, url, head, tail, batch.rows, op == "UPSERT", counters)
+            pending[future] = batch.first_row
 
         started = time.monotonic()
-        pending: set[Future[list[tuple[list[bytes], Any]]]] = set()
         positional_plan = encoder.plan(columns, positional=True) if columns is not None else None
         pool = ThreadPoolExecutor(max_workers=s.max_in_flight, thread_name_prefix="peak-ingest")
         try:
@@ -196,12 +208,14 @@ class PeakHook(BaseHook):
                     reject(encoded)
                 elif not batcher.fits_alone(encoded):
                     reject(self._oversized(encoder, encoded, s.max_request_bytes))
-                elif (closed := batcher.add(encoded)) is not None:
-                    submit(closed.rows)
+                elif (closed := batcher.add(encoded, result.rows_read - 1)) is not None:
+                    submit(closed)
             if (last := batcher.flush()) is not None:
-                submit(last.rows)
+                submit(last)
             while pending:
                 settle(wait(pending, return_when=FIRST_COMPLETED)[0])
+            if on_progress is not None and result.rows_read > settled:
+                on_progress(result.rows_read)
         except PeakError as exc:
             for future in pending:
                 future.cancel()

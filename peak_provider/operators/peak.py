@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, BaseOperator
@@ -20,6 +21,7 @@ from peak_provider.incremental import (
     mark_to_json,
 )
 from peak_provider.rejected import RejectedRowsSink
+from peak_provider.resume import Checkpoint, fingerprint
 from peak_provider.sql_source import Query, paramstyle_of, stream_query
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ class SqlToPeakOperator(BaseOperator):
     :param fetch_size: rows fetched from the warehouse per round trip.
     :param asset_uri: URI of the outlet asset; default ``peak://<host>/<solution>/<OBJECT>`` (read from
         the connection when the DAG is parsed).
+    :param resumable: order the query by the primary key and checkpoint settled rows in the task's
+        ``task_state_store`` (Airflow >= 3.3), so a retry after a crash resumes instead of re-sending.
     """
 
     template_fields: Sequence[str] = ("sql", "parameters", "sql_conn_id", "rejected_rows_path")
@@ -82,6 +86,7 @@ class SqlToPeakOperator(BaseOperator):
         rejected_rows_path: str | None = None,
         fetch_size: int = 5000,
         asset_uri: str | None = None,
+        resumable: bool = False,
         **kwargs: Any,
     ) -> None:
         if incremental_mode is not None and incremental_mode not in MODES:
@@ -107,6 +112,7 @@ class SqlToPeakOperator(BaseOperator):
         self.max_rejected_rows = max_rejected_rows
         self.rejected_rows_path = rejected_rows_path
         self.fetch_size = fetch_size
+        self.resumable = resumable
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = PeakHook(self.peak_conn_id)
@@ -117,12 +123,22 @@ class SqlToPeakOperator(BaseOperator):
         bounds = interval_bounds(context) if self.incremental_mode == "interval" else None
         sink = RejectedRowsSink(self.rejected_rows_path, self.resource) if self.rejected_rows_path else None
         tracker: MaxTracker | None = None
+        checkpoint: Checkpoint | None = None
 
         def build(driver: str) -> Query:
-            return self._query_for(driver, hook.settings.source_timezone, bounds, watermark)
+            nonlocal checkpoint
+            query = self._query_for(driver, hook, bounds, watermark)
+            if self.resumable:
+                checkpoint = Checkpoint(context, fingerprint(*query))
+                if not checkpoint.available:
+                    self.log.warning("resumable=True needs Airflow >= 3.3 (task_state_store); a retry starts over")
+            return query
 
         with stream_query(self.sql_conn_id, build, self.fetch_size) as stream:
             rows = stream.rows
+            if checkpoint is not None and (skip := checkpoint.load()):
+                self.log.info("Resuming: the first %d rows were settled by an earlier attempt", skip)
+                rows = islice(rows, skip, None)
             if watermark is not None and self.incremental_column is not None:
                 tracker = MaxTracker(self._column_index(stream.columns, self.incremental_column))
                 rows = tracker.track(rows)
@@ -136,6 +152,7 @@ class SqlToPeakOperator(BaseOperator):
                     column_map=self.column_map,
                     custom_attributes=self.custom_attributes,
                     on_rejected=sink.write if sink else None,
+                    on_progress=checkpoint.advance if checkpoint else None,
                 )
             finally:
                 if sink:
@@ -143,6 +160,8 @@ class SqlToPeakOperator(BaseOperator):
                 hook.close()
 
         summary = result.to_dict()
+        if checkpoint is not None:
+            summary["rows_resumed"] = checkpoint.skipped
         if sink and sink.count:
             summary["rejected_rows_path"] = sink.path
         if not result.reconciled:
@@ -160,14 +179,20 @@ class SqlToPeakOperator(BaseOperator):
         if watermark is not None and tracker is not None and tracker.maximum is not None and not self.peak_dry_run:
             watermark.set(mark_to_json(tracker.maximum))
             self.log.info("Stored watermark %s in %s", tracker.maximum, watermark.backend)
+        if checkpoint is not None:
+            checkpoint.clear()
         return summary
 
     def _query_for(
-        self, driver: str, tz: str, bounds: tuple[Any, Any] | None, watermark: WatermarkStore | None
+        self, driver: str, hook: PeakHook, bounds: tuple[Any, Any] | None, watermark: WatermarkStore | None
     ) -> Query:
-        """The SQL and parameters to run: the user's, wrapped with the incremental filter if any."""
-        if self.incremental_column is None:
-            return self.sql, self.parameters
+        """The SQL and parameters to run: the user's, wrapped with the incremental filter and, when
+        resumable, an ORDER BY the primary key (as named in the source)."""
+        tz = hook.settings.source_timezone
+        order_by: list[str] = []
+        if self.resumable:
+            source_of = {field.lower(): column for column, field in self.column_map.items()}
+            order_by = [source_of.get(pk, pk) for pk in hook.resource(self.resource).primary_key]
         conditions: list[tuple[str, str, Any]] = []
         if bounds is not None:
             start, end = bounds
@@ -181,7 +206,9 @@ class SqlToPeakOperator(BaseOperator):
             self.log.info("Watermark load: %s > %s (from %s)", self.incremental_column, mark, watermark.backend)
             if mark is not None:
                 conditions = [("peak_mark", ">", mark)]
-        return add_filter(self.sql, self.parameters, self.incremental_column, conditions, paramstyle_of(driver))
+        return add_filter(
+            self.sql, self.parameters, self.incremental_column, conditions, paramstyle_of(driver), order_by
+        )
 
     @staticmethod
     def _column_index(columns: list[str], column: str) -> int:

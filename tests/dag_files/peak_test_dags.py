@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from airflow.providers.common.compat.sdk import DAG
 from peak_common import DAILY, SQL_DIR
@@ -62,4 +62,17 @@ with DAG(
         application="inventory",
         incremental_column="updated_at",
         max_rejected_rows=25,
+    )
+
+# One resumable load that a test kills mid-way (kill -9 of the task process); the retry resumes.
+with DAG(dag_id="peak_test_crash", schedule=None, start_date=datetime(2025, 2, 1, tzinfo=UTC)) as crash_dag:
+    SqlToPeakOperator(
+        task_id="products",
+        resource="products",
+        sql="SELECT product_id, source_id, pack_size, updated_at FROM products",
+        sql_conn_id="crash_warehouse",
+        peak_conn_id="peak_inventory",
+        resumable=True,
+        retries=1,
+        retry_delay=timedelta(seconds=1),
     )

@@ -1,0 +1,136 @@
+"""Run a real Airflow 3 deployment for a test: `airflow standalone` in a throwaway AIRFLOW_HOME.
+
+The metadata DB is a fresh PostgreSQL database (SQLite locks up under a scheduler plus CLI commands);
+connections come through the environment, which the scheduler's task processes inherit.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def query(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def fresh_database(postgres: dict[str, Any], name: str) -> str:
+    """Create (or re-create) database ``name`` on the test server; return its SQLAlchemy URL."""
+    import psycopg2
+
+    conn = psycopg2.connect(host=postgres["host"], port=postgres["port"], user=postgres["user"], dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return f"postgresql+psycopg://{postgres['user']}@{postgres['host']}:{postgres['port']}/{name}"
+
+
+@dataclass
+class Airflow:
+    env: dict[str, str]
+    dsn: str  # libpq DSN of the metadata DB, for polling
+    log: Path
+    url: str
+    pid: int = 0  # the standalone process; its descendants are this deployment's processes
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True)
+        if check and done.returncode:
+            raise AssertionError(f"airflow {' '.join(args)} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+        return done
+
+    def runs(self, dag_id: str) -> dict[str, str]:
+        return dict(query(self.dsn, "SELECT run_id, state FROM dag_run WHERE dag_id = %s", (dag_id,)))
+
+    def wait_for_runs(self, dag_id: str, count: int, timeout: float = 300) -> dict[str, str]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            runs = self.runs(dag_id)
+            if len(runs) >= count and all(s in ("success", "failed") for s in runs.values()):
+                return runs
+            time.sleep(1)
+        raise AssertionError(
+            f"runs of {dag_id} did not finish: {self.runs(dag_id)}; log: {self.log.read_text()[-3000:]}"
+        )
+
+
+@contextmanager
+def standalone(
+    tmp_path: Path, metadata_db: str, env: dict[str, str], unpause: tuple[str, ...] = ()
+) -> Iterator[Airflow]:
+    """Start `airflow standalone` (api-server, scheduler, dag-processor, triggerer) and wait for health."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_db,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        # test-bundle DAGs import dags/peak_common.py (Airflow puts only [core] dags_folder on the path)
+        "PYTHONPATH": os.pathsep.join([str(REPO / "dags"), str(REPO / "tests" / "dag_files")]),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "peak-test-jwt-secret-0123456789abcdef-0123456789abcdef-0123456789ab",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        **env,
+    }
+    airflow = Airflow(
+        full_env, metadata_db.replace("+psycopg", ""), tmp_path / "standalone.log", f"http://127.0.0.1:{port}"
+    )
+    airflow.cli("db", "migrate")
+    airflow.cli("dags", "reserialize")
+    for dag_id in unpause:
+        airflow.cli("dags", "unpause", dag_id)
+    with airflow.log.open("w") as log:
+        proc = subprocess.Popen(
+            [AIRFLOW, "standalone"], env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        airflow.pid = proc.pid
+        try:
+            deadline = time.time() + 180
+            while True:
+                try:
+                    if requests.get(f"{airflow.url}/api/v2/monitor/health", timeout=2).ok:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.time() > deadline or proc.poll() is not None:
+                    raise AssertionError("airflow standalone did not come up: " + airflow.log.read_text()[-3000:])
+                time.sleep(1)
+            yield airflow
+        finally:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
