@@ -68,6 +68,20 @@ class Airflow:
             raise AssertionError(f"airflow {' '.join(args)} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
         return done
 
+    def assert_never_logged(self, secret: str) -> None:
+        """The secret is in no task log file, not in the deployment's output, and in no metadata-DB row."""
+        texts = {
+            str(p): p.read_text(errors="replace")
+            for p in (self.log.parent / "airflow" / "logs").rglob("*")
+            if p.is_file()
+        }
+        assert any("Peak ingest:" in t for t in texts.values()), "no task log files to search"
+        texts[str(self.log)] = self.log.read_text(errors="replace")
+        for table in ("xcom", "rendered_task_instance_fields", "task_instance", "log", "dag_run"):
+            texts[f"metadata table {table}"] = repr(query(self.dsn, f"SELECT * FROM {table}"))
+        leaks = [name for name, text in texts.items() if secret in text]
+        assert not leaks, f"the token appears in: {leaks}"
+
     def runs(self, dag_id: str) -> dict[str, str]:
         return dict(query(self.dsn, "SELECT run_id, state FROM dag_run WHERE dag_id = %s", (dag_id,)))
 

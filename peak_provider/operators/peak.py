@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import Asset, BaseOperator
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, Asset, BaseOperator
 
 from peak_provider.exceptions import PeakConfigError, PeakRejectedRowsError
 from peak_provider.hooks.peak import PeakHook
@@ -27,10 +28,21 @@ from peak_provider.sql_source import Query, paramstyle_of, stream_query
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+log = logging.getLogger(__name__)
+
 
 def peak_asset_uri(peak_conn_id: str, resource: str) -> str:
-    """``peak://<host>/<solution>/<OBJECT>`` for a resource of a connection."""
-    hook = PeakHook(peak_conn_id)
+    """``peak://<host>/<solution>/<OBJECT>`` for a resource of a connection.
+
+    Read when the DAG is parsed. Where the connection is not defined in the parsing environment (a DAG
+    integrity test, say), the URI falls back to ``peak://<conn_id>/<RESOURCE>`` with a warning, rather
+    than failing the import; pass ``asset_uri`` to pin it.
+    """
+    try:
+        hook = PeakHook(peak_conn_id)
+    except AirflowNotFoundException:
+        log.warning("Peak connection %r is not defined here; asset URI falls back to the connection id", peak_conn_id)
+        return f"peak://{peak_conn_id}/{resource.upper()}"
     return f"peak://{hook.settings.host}/{hook.settings.solution_name}/{hook.object_name(resource)}"
 
 

@@ -76,3 +76,24 @@ with DAG(dag_id="peak_test_crash", schedule=None, start_date=datetime(2025, 2, 1
         retries=1,
         retry_delay=timedelta(seconds=1),
     )
+
+# A 50,000-row load that tests run against an emulator injecting faults.
+with DAG(dag_id="peak_test_faults", schedule=None, start_date=datetime(2025, 2, 1, tzinfo=UTC)) as faults_dag:
+    SqlToPeakOperator(
+        task_id="products",
+        resource="products",
+        sql="SELECT product_id, product_name, source_id, pack_size, updated_at FROM products",
+        sql_conn_id="faults_warehouse",
+        peak_conn_id="peak_faults",
+    )
+
+# The canary-token test runs this DAG in success, 401, 500 and validation-error scenarios.
+with DAG(dag_id="peak_test_secrets", schedule=None, start_date=datetime(2025, 2, 1, tzinfo=UTC)) as secrets_dag:
+    SqlToPeakOperator(
+        task_id="products",
+        resource="products",
+        sql="SELECT * FROM products -- run {{ run_id }}",
+        sql_conn_id="secrets_warehouse",
+        peak_conn_id="peak_secrets",
+        rejected_rows_path="{{ var.value.peak_rejects_dir }}/{{ run_id }}.jsonl",
+    )

@@ -68,3 +68,4 @@ def test_backfill_create_is_run_by_the_scheduler_and_is_idempotent(airflow, peak
     backfill(airflow, "--reprocess-behavior", "completed")
     assert sum(e["rows"] for e in peak_emulator.request_log()) == 2 * sent_first  # the window was re-sent …
     assert snapshot == {obj: sorted(map(json.dumps, peak_emulator.rows(obj))) for obj in snapshot}  # … changing nothing
+    airflow.assert_never_logged(peak_emulator.token)

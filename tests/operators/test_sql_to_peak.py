@@ -262,6 +262,15 @@ def stream_conn(conn_id):
     return get_db_hook(conn_id).get_conn()
 
 
+def test_missing_connection_at_parse_time_does_not_break_the_dag_import():
+    task = SqlToPeakOperator(task_id="t", resource="products", sql="select 1", sql_conn_id="x", peak_conn_id="nope")
+    assert task.asset.uri == "peak://nope/PRODUCTS"
+    pinned = SqlToPeakOperator(
+        task_id="u", resource="products", sql="select 1", sql_conn_id="x", peak_conn_id="nope", asset_uri="peak://h/S/O"
+    )
+    assert pinned.asset.uri == "peak://h/S/O"
+
+
 def test_bad_arguments_fail_at_parse_time(peak_conn):
     with pytest.raises(PeakConfigError, match="incremental_mode must be one of interval, watermark"):
         op("x", incremental_column="updated_at", incremental_mode="daily")

@@ -66,6 +66,7 @@ def test_kill_9_mid_load_then_retry_resumes(peak_emulator_factory, postgres, war
         assert set(runs.values()) == {"success"}, airflow.log.read_text()[-3000:]
         tries = query(airflow.dsn, "SELECT try_number, state FROM task_instance WHERE dag_id = 'peak_test_crash'")
         assert tries == [(2, "success")]
+        airflow.assert_never_logged(emulator.token)
         (summary,) = query(
             airflow.dsn, "SELECT value FROM xcom WHERE dag_id = 'peak_test_crash' AND key = 'return_value'"
         )
