@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 CONSTRAINTS := constraints/airflow-3.3.2-py3.11.txt
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 
-.PHONY: install test lint demo clean
+VENV2 := .venv-airflow2
+CONSTRAINTS2 := constraints/airflow-2.11.2-py3.11.txt
+
+.PHONY: install test lint demo clean test-airflow2
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +27,19 @@ test: install lint
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python -m pytest
 
+# The suite on the oldest Airflow we support, in its own venv (tests needing Airflow 3 skip with the reason).
+$(VENV2)/bin/.installed: pyproject.toml $(CONSTRAINTS2)
+	$(PYTHON) -m venv $(VENV2)
+	$(VENV2)/bin/pip install -q --upgrade pip
+	$(VENV2)/bin/pip install -q -c $(CONSTRAINTS2) -e ".[test]"
+	touch $@
+
+test-airflow2: $(VENV2)/bin/.installed
+	bash scripts/ensure-postgres.sh
+	$(VENV2)/bin/python -m pytest -p no:cacheprovider
+
 demo: install
 	$(BIN)/python -m peak_provider.demo
 
 clean:
-	rm -rf $(VENV) .airflow .demo
+	rm -rf $(VENV) $(VENV2) .airflow .demo

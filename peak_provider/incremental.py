@@ -136,7 +136,7 @@ class WatermarkStore:
             return self._accessor.get(self.KEY)
         from airflow.providers.common.compat.sdk import Variable
 
-        return Variable.get(self.fallback_key, default=None)
+        return Variable.get(self.fallback_key, None)  # positional: the keyword differs between Airflow 2 and 3
 
     def set(self, value: Any) -> None:
         if self._accessor is not None:

@@ -80,9 +80,15 @@ def stream_query(sql_conn_id: str, build: Callable[[str], Query], fetch_size: in
     try:
         sql, parameters = build(driver)
         cursor.execute(sql, parameters) if parameters is not None else cursor.execute(sql)
+        # a psycopg2 named cursor has no description until the first fetch
+        first = cursor.fetchmany(fetch_size) if cursor.description is None else None
         columns = [d[0] for d in cursor.description or []]
 
         def rows() -> Iterator[Sequence[Any]]:
+            if first is not None:
+                yield from first
+                if len(first) < fetch_size:
+                    return
             while batch := cursor.fetchmany(fetch_size):
                 yield from batch
 

@@ -36,6 +36,25 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
 sys.path[:0] = [str(REPO / "dags"), str(REPO / "tests" / "dag_files")]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "airflow3: needs Airflow 3 (dag bundles and dag.test() on the Execution API, airflow standalone's "
+        "api-server, backfill create, task_state_store / asset_state_store, the React connection form)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from airflow import __version__
+
+    if int(__version__.split(".")[0]) >= 3:
+        return
+    skip = pytest.mark.skip(reason=f"needs Airflow 3 features; this is Airflow {__version__}")
+    for item in items:
+        if "airflow3" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> str:
     """A migrated metadata DB (SQLite in the throwaway AIRFLOW_HOME), for dag.test() runs."""

@@ -16,6 +16,8 @@ import pytest
 from peak_provider.demo import warehouse
 from tests.airflow_services import Airflow, fresh_database, query, standalone
 
+pytestmark = pytest.mark.airflow3
+
 WINDOW = ("2025-02-28", "2025-03-02")  # logical dates; intervals 02-28, 03-01 and 03-02
 DAG_ID = "peak_test_backfill"
 

@@ -12,6 +12,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from peak_provider.exceptions import PeakConfigError, PeakRejectedRowsError
 from peak_provider.operators.peak import SqlToPeakOperator
+from tests.context import outlet_events
 
 COLUMNS = "product_id, product_name, source_id, pack_size, updated_at"
 DAY1, DAY2, DAY3 = (datetime(2025, 3, d, tzinfo=UTC) for d in (1, 2, 3))
@@ -76,9 +77,7 @@ def peak_conn(peak_emulator, monkeypatch):
 
 
 def context(start=DAY1, end=DAY2, **extra):
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
-    return {"data_interval_start": start, "data_interval_end": end, "outlet_events": OutletEventAccessors(), **extra}
+    return {"data_interval_start": start, "data_interval_end": end, "outlet_events": outlet_events(), **extra}
 
 
 def op(wh_conn_id, **kwargs):

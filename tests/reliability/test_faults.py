@@ -11,6 +11,8 @@ import pytest
 
 from tests.dags.test_example_dags import load_dag
 
+pytestmark = pytest.mark.airflow3
+
 ROWS = 50_000
 FAULTS = {
     "error_rate": 0.20,

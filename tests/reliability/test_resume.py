@@ -10,6 +10,7 @@ import pytest
 
 from peak_provider.exceptions import PeakHTTPError
 from peak_provider.operators.peak import SqlToPeakOperator
+from tests.context import outlet_events
 
 
 class FakeTaskStateStore:
@@ -45,8 +46,6 @@ def warehouse(tmp_path, monkeypatch):
 
 
 def test_retry_resumes_after_the_last_settled_batch(warehouse, peak_emulator, monkeypatch):
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
     monkeypatch.setenv(
         "AIRFLOW_CONN_PEAK_DEFAULT",
         peak_emulator.connection_json("INV_OOTB", max_retries=0, requests_per_second=1000, max_in_flight=4),
@@ -57,7 +56,7 @@ def test_retry_resumes_after_the_last_settled_batch(warehouse, peak_emulator, mo
     )
 
     def context():
-        return {"task_state_store": store, "outlet_events": OutletEventAccessors()}
+        return {"task_state_store": store, "outlet_events": outlet_events()}
 
     # attempt 1 dies part-way: from some request on, the API answers 503 and retries are off
     peak_emulator.set_faults(error_rate=0.15, error_statuses=[503], seed=4)

@@ -16,6 +16,8 @@ import pytest
 
 from tests.airflow_services import fresh_database, query, standalone
 
+pytestmark = pytest.mark.airflow3
+
 ROWS = 30_000
 IN_FLIGHT = 2
 TASK_PROCESS = re.compile(r"^airflow worker -- [0-9a-f-]{36}$")  # the task runner's process title
