@@ -169,6 +169,7 @@ class PeakHook(BaseHook):
         tail = b'],"operationType":"' + op.encode() + b'"' + (b',"dryRun":true' if dry_run else b"") + b"}"
         batcher = Batcher(s.max_rows_per_request, s.max_request_bytes, len(head) + len(tail))
         counters = Counters()
+        transport = self.transport  # built here, not lazily by several worker threads at once
         settled = 0  # the first `settled` rows read are all accepted or rejected
         pending: dict[Future[list[tuple[list[bytes], Any]]], int] = {}  # in-flight batch -> its first row
 
@@ -193,7 +194,7 @@ class PeakHook(BaseHook):
         def submit(batch: Batch) -> None:
             while len(pending) >= s.max_in_flight:
                 settle(wait(pending, return_when=FIRST_COMPLETED)[0])
-            future = pool.submit(self._send_batch, url, head, tail, batch.rows, op == "UPSERT", counters)
+            future = pool.submit(self._send_batch, transport, url, head, tail, batch.rows, op == "UPSERT", counters)
             pending[future] = batch.first_row
 
         started = time.monotonic()
@@ -234,11 +235,18 @@ class PeakHook(BaseHook):
         return result
 
     def _send_batch(
-        self, url: str, head: bytes, tail: bytes, rows: list[bytes], idempotent: bool, counters: Counters
+        self,
+        transport: Transport,
+        url: str,
+        head: bytes,
+        tail: bytes,
+        rows: list[bytes],
+        idempotent: bool,
+        counters: Counters,
     ) -> list[tuple[list[bytes], Any]]:
         """POST one batch (worker thread); on 413 split it in halves and send those."""
         try:
-            response = self.transport.request(
+            response = transport.request(
                 "POST", url, body=head + b",".join(rows) + tail, idempotent=idempotent, counters=counters
             )
         except PayloadTooLarge:
@@ -246,8 +254,8 @@ class PeakHook(BaseHook):
                 return [(rows, _TOO_LARGE)]
             mid = len(rows) // 2
             return [
-                *self._send_batch(url, head, tail, rows[:mid], idempotent, counters),
-                *self._send_batch(url, head, tail, rows[mid:], idempotent, counters),
+                *self._send_batch(transport, url, head, tail, rows[:mid], idempotent, counters),
+                *self._send_batch(transport, url, head, tail, rows[mid:], idempotent, counters),
             ]
         return [(rows, json_or_none(response))]
 
