@@ -25,6 +25,7 @@ lint: install
 
 test: install lint
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
 
 # The suite on the oldest Airflow we support, in its own venv (tests needing Airflow 3 skip with the reason).
