@@ -54,6 +54,20 @@ def fresh_database(postgres: dict[str, Any], name: str) -> str:
     return f"postgresql+psycopg://{postgres['user']}@{postgres['host']}:{postgres['port']}/{name}"
 
 
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Wait until an Airflow api-server at ``url`` answers its health check (or fail with its log)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{url}/api/v2/monitor/health", timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise AssertionError(f"Airflow at {url} did not come up: " + log.read_text()[-3000:])
+        time.sleep(0.5)
+
+
 @dataclass
 class Airflow:
     env: dict[str, str]
@@ -131,16 +145,7 @@ def standalone(
         )
         airflow.pid = proc.pid
         try:
-            deadline = time.time() + 180
-            while True:
-                try:
-                    if requests.get(f"{airflow.url}/api/v2/monitor/health", timeout=2).ok:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.time() > deadline or proc.poll() is not None:
-                    raise AssertionError("airflow standalone did not come up: " + airflow.log.read_text()[-3000:])
-                time.sleep(1)
+            wait_healthy(airflow.url, proc, airflow.log)
             yield airflow
         finally:
             os.killpg(proc.pid, 15)

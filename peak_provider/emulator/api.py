@@ -253,13 +253,17 @@ class EmulatorApp:
             raise ApiError(status, errors.UNKNOWN_SOLUTION, category, f"Unknown solution {name!r}")
         return name
 
-    def _ingest(self, req: Request, object_name: str) -> _Result:
+    def _json_request(self, req: Request) -> tuple[dict[str, Any], str]:
+        """Admit (auth, rate limit), size-check and parse a JSON-object body naming a known solution."""
         self._admit(req)
         self._check_size(req)
         body = _parse_json(req.body)
         if not isinstance(body, dict):
             raise _bad_body("The body must be a JSON object")
-        solution = self._solution(body.get("solutionName"))
+        return body, self._solution(body.get("solutionName"))
+
+    def _ingest(self, req: Request, object_name: str) -> _Result:
+        body, solution = self._json_request(req)
         data = body.get("data")
         if not isinstance(data, list):
             raise _bad_body("'data' must be a list of rows")
@@ -311,12 +315,7 @@ class EmulatorApp:
         return self.catalog.schema_json(self._solution(names[0], status=404))
 
     def _add_attribute(self, req: Request, ref: str) -> _Result:
-        self._admit(req)
-        self._check_size(req)
-        body = _parse_json(req.body)
-        if not isinstance(body, dict):
-            raise _bad_body("The body must be a JSON object")
-        solution = self._solution(body.get("solutionName"))
+        body, solution = self._json_request(req)
         column = self.catalog.add_attribute(solution, ref, body)
         obj = self.catalog.find_object(solution, ref)
         return _Result(

@@ -15,7 +15,6 @@ import glob
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ import pytest
 import requests
 import yaml
 
+from tests.airflow_services import free_port
+
 pytestmark = pytest.mark.airflow3
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,12 +36,6 @@ SEED = REPO / "docker" / "warehouse" / "init.sql"
 BIN = Path(sys.executable).parent
 COMPONENTS = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 DAY = "2025-03-02"  # a backfill's logical date D loads [D, D+1): the day with the demo's invalid rows
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float, logs: Path) -> Any:

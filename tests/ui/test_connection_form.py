@@ -14,10 +14,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +25,10 @@ import requests
 
 from peak_provider.connection import PeakSettings, parse_extra
 from peak_provider.extras import EXTRAS
+from tests.airflow_services import AIRFLOW, free_port, wait_healthy
 
 pytestmark = pytest.mark.airflow3
 
-AIRFLOW = str(Path(sys.executable).parent / "airflow")
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "out" / "ui"
 CHROMIUM = "/usr/bin/chromium"
@@ -47,12 +45,6 @@ CONN_ID = "peak_ui_test"
 #: Airflow 3.3.1-3.3.2 answer the list's Test button with 400 for a connection without a port: the UI
 #: sends ``port: 0`` and the API takes that for another destination (apache/airflow#73298 fixes it).
 PORTLESS_TEST_BUG = "The host or port to test differs from the stored connection"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +74,7 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/api/v2/monitor/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("airflow api-server did not come up: " + log_path.read_text()[-3000:])
-            time.sleep(0.5)
+        wait_healthy(url, proc, log_path, timeout=120)
         yield url
     finally:
         os.killpg(proc.pid, 15)
