@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     from peak_provider.result import IngestResult
@@ -36,8 +36,11 @@ class PeakHTTPError(PeakError):
         self.result: IngestResult | None = None
 
 
-class PeakRejectedRowsError(PeakError):
-    """More rows were rejected than the task allows (``max_rejected_rows``)."""
+class PeakRejectedRowsError(PeakError, AirflowFailException):
+    """More rows were rejected than the task allows (``max_rejected_rows``).
+
+    The task fails without retries: the same rows would be rejected again.
+    """
 
     def __init__(self, message: str, summary: dict[str, Any]):
         super().__init__(message)

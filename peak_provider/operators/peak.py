@@ -181,6 +181,8 @@ class SqlToPeakOperator(BaseOperator):
         context["outlet_events"][self.asset].extra = {
             k: summary[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "operation", "dry_run")
         }
+        if checkpoint is not None:
+            checkpoint.clear()  # the load completed; a later run (or a cleared task) starts from the top
         if result.rows_rejected > self.max_rejected_rows:
             where = f"; rejected rows written to {sink.path}" if sink and sink.count else ""
             raise PeakRejectedRowsError(
@@ -191,8 +193,6 @@ class SqlToPeakOperator(BaseOperator):
         if watermark is not None and tracker is not None and tracker.maximum is not None and not self.peak_dry_run:
             watermark.set(mark_to_json(tracker.maximum))
             self.log.info("Stored watermark %s in %s", tracker.maximum, watermark.backend)
-        if checkpoint is not None:
-            checkpoint.clear()
         return summary
 
     def _query_for(

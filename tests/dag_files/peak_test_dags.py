@@ -44,6 +44,8 @@ with DAG(
         incremental_column="updated_at",
         max_rejected_rows=0,
         rejected_rows_path="{{ var.value.peak_rejects_dir }}/strict/{{ ds }}/{{ task.resource }}.jsonl",
+        retries=2,  # not used: rejected rows fail the task for good
+        retry_delay=timedelta(seconds=1),
     )
 
 # The example inventory load without catchup, so unpausing it for a backfill schedules no history.

@@ -117,6 +117,8 @@ def test_rejected_rows_land_in_the_sink_and_the_threshold_decides(demo_env):
     assert strict.state == "failed"
     states = {ti.task_id.split(".")[-1]: ti.state for ti in strict.get_task_instances()}
     assert states == {"products": "failed", "customer_orders": "upstream_failed"}
+    products = next(ti for ti in strict.get_task_instances() if ti.task_id.endswith("products"))
+    assert products.try_number == 1  # rejected rows are not retried: they would be rejected again
     assert len(list(rejects.glob("strict/*/products.jsonl"))) == 1
 
 
