@@ -8,7 +8,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 VENV2 := .venv-airflow2
 CONSTRAINTS2 := constraints/airflow-2.11.2-py3.11.txt
 
-.PHONY: install test lint demo clean test-airflow2
+.PHONY: install test lint demo bench clean test-airflow2
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ test-airflow2: $(VENV2)/bin/.installed
 
 demo: install
 	$(BIN)/python -m peak_provider.demo
+
+# Every benchmark scenario, 3 runs each, side by side with the naive loop; rewrites benchmarks/RESULTS.md.
+bench: install
+	bash scripts/ensure-postgres.sh
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e ".[test,bench]"
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) $(VENV2) .airflow .demo
