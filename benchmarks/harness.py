@@ -8,10 +8,8 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -125,8 +123,8 @@ class Bench:
 
     pg: dict[str, Any]
     runs: int
+    airflow_home: str  # a scratch AIRFLOW_HOME for the probes
     quiet: Quiet = field(default_factory=Quiet)
-    airflow_home: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="peak-bench-airflow-"))
 
     def __post_init__(self) -> None:
         self.pg_pid = postmaster_pid(self.pg)
@@ -202,7 +200,3 @@ def run_probe(spec: dict[str, Any], env: dict[str, str], prefix: list[str]) -> d
 
 def expected_requests(rows: int, max_rows: int) -> int:
     return math.ceil(rows / max_rows)
-
-
-def scratch_file(name: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix="peak-bench-")) / name

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -159,10 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = scenarios.SMOKE if args.smoke else scenarios.FULL
     started = time.monotonic()
     load_before = load_average()
-    with postgres_server() as pg:
+    with postgres_server() as pg, tempfile.TemporaryDirectory(prefix="peak-bench-airflow-") as airflow_home:
         log(f"PostgreSQL on port {pg['port']}")
         tables = create_tables(pg, sizes)
-        bench = Bench(pg, runs=args.runs, quiet=Quiet(max_wait=args.wait_idle))
+        bench = Bench(pg, runs=args.runs, airflow_home=airflow_home, quiet=Quiet(max_wait=args.wait_idle))
         facts = machine_facts(server_version(pg))
         sections = run_scenarios(bench, sizes, tables, args)
     facts["Load average (1/5/15 min) at start; at end"] = f"{load_before}; {load_average()}"

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks.emulator_proc import EmulatorProcess, emulator_args, running_emulator
-from benchmarks.harness import Bench, Run, expected_requests, scratch_file
+from benchmarks.harness import Bench, Run, expected_requests
 from benchmarks.profiling import (
     CLIENT_STAGES,
     EMULATOR_STAGES,
@@ -269,20 +271,21 @@ def _profile(bench: Bench, emu: EmulatorProcess, table_: Table) -> Profiled:
     """One extra, untimed provider run with py-spy on the client and on the emulator."""
     if py_spy() is None:
         return "profile not taken: py-spy is not installed (`pip install py-spy`)"
-    client_out, emulator_out = scratch_file("client.txt"), scratch_file("emulator.txt")
-    recorder = subprocess.Popen(
-        record_command(emulator_out, pid=emu.pid), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        run = bench.measure(emu, "provider", table_, CPU_EXTRA, prefix=record_command(client_out))
-    except RuntimeError as exc:
-        return f"profile not taken: {str(exc).splitlines()[0]}"
-    finally:
-        stop_recorder(recorder)
-    if not client_out.exists() or not emulator_out.exists():
-        return "profile not taken: py-spy wrote no samples (is ptrace allowed?)"
-    client = aggregate(client_out.read_text().splitlines(), CLIENT_STAGES, in_client_load)
-    server = aggregate(emulator_out.read_text().splitlines(), EMULATOR_STAGES)
+    with tempfile.TemporaryDirectory(prefix="peak-bench-profile-") as tmp:
+        client_out, emulator_out = Path(tmp) / "client.txt", Path(tmp) / "emulator.txt"
+        recorder = subprocess.Popen(
+            record_command(emulator_out, pid=emu.pid), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            run = bench.measure(emu, "provider", table_, CPU_EXTRA, prefix=record_command(client_out))
+        except RuntimeError as exc:
+            return f"profile not taken: {str(exc).splitlines()[0]}"
+        finally:
+            stop_recorder(recorder)
+        if not client_out.exists() or not emulator_out.exists():
+            return "profile not taken: py-spy wrote no samples (is ptrace allowed?)"
+        client = aggregate(client_out.read_text().splitlines(), CLIENT_STAGES, in_client_load)
+        server = aggregate(emulator_out.read_text().splitlines(), EMULATOR_STAGES)
     return client, server, run
 
 
