@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.airflow3  # the benchmarks measure the Airflow 3.3 stack (their probes use airflow.sdk)
+
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = (
     "## Machine",
