@@ -171,7 +171,9 @@ class PeakHook(BaseHook):
         counters = Counters()
         transport = self.transport  # built here, not lazily by several worker threads at once
         settled = 0  # the first `settled` rows read are all accepted or rejected
-        pending: dict[Future[list[tuple[list[bytes], Any]]], int] = {}  # in-flight batch -> its first row
+        # in-flight batch -> (its first row, its sequence number)
+        pending: dict[Future[list[tuple[list[bytes], Any]]], tuple[int, int]] = {}
+        submitted = 0
 
         def reject(rejection: Rejection) -> None:
             result.add_rejection(rejection)
@@ -186,16 +188,26 @@ class PeakHook(BaseHook):
                     self._reconcile(encoder, sent, payload, result, reject)
             if on_progress is not None:
                 open_first = batcher.open_first_row
-                prefix = min([*pending.values(), *([open_first] if open_first is not None else []), result.rows_read])
+                firsts = [first for first, _ in pending.values()]
+                prefix = min([*firsts, *([open_first] if open_first is not None else []), result.rows_read])
                 if prefix > settled:
                     settled = prefix
                     on_progress(prefix)
 
+        def window_full() -> bool:
+            # with on_progress, every batch after the oldest unsettled one also counts (even if answered),
+            # so what a resumed retry re-sends stays within max_in_flight batches
+            if on_progress is None or not pending:
+                return len(pending) >= s.max_in_flight
+            return submitted - min(seq for _, seq in pending.values()) >= s.max_in_flight
+
         def submit(batch: Batch) -> None:
-            while len(pending) >= s.max_in_flight:
+            nonlocal submitted
+            while window_full():
                 settle(wait(pending, return_when=FIRST_COMPLETED)[0])
             future = pool.submit(self._send_batch, transport, url, head, tail, batch.rows, op == "UPSERT", counters)
-            pending[future] = batch.first_row
+            pending[future] = (batch.first_row, submitted)
+            submitted += 1
 
         started = time.monotonic()
         positional_plan = encoder.plan(columns, positional=True) if columns is not None else None
