@@ -68,6 +68,16 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
         time.sleep(0.5)
 
 
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM a process started with ``start_new_session=True`` and its children; SIGKILL after 30 s."""
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+
+
 @dataclass
 class Airflow:
     env: dict[str, str]
@@ -148,8 +158,4 @@ def standalone(
             wait_healthy(airflow.url, proc, airflow.log)
             yield airflow
         finally:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
+            stop_process_group(proc)

@@ -25,7 +25,7 @@ import requests
 
 from peak_provider.connection import PeakSettings, parse_extra
 from peak_provider.extras import EXTRAS
-from tests.airflow_services import AIRFLOW, free_port, wait_healthy
+from tests.airflow_services import AIRFLOW, free_port, stop_process_group, wait_healthy
 
 pytestmark = pytest.mark.airflow3
 
@@ -77,12 +77,7 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_healthy(url, proc, log_path, timeout=120)
         yield url
     finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+        stop_process_group(proc)
 
 
 @pytest.fixture(scope="module")
