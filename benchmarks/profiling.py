@@ -19,11 +19,11 @@ from pathlib import Path
 #: (stage, substrings of an innermost frame that put a sample in it), first match wins.
 CLIENT_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("fetch: psycopg server-side cursor", ("psycopg",)),
-    ("encode: timestamps", ("_timestamp_converter",)),
-    ("encode: numbers", ("_to_float", "_to_integer")),
-    ("encode: strings", ("_to_string",)),
-    ("encode: json.dumps of the row", ("json/encoder.py",)),
-    ("encode: RowEncoder loop (plan, null checks, dict)", ("wire.py",)),
+    ("encode: timestamps", ("_timestamp_converter", "_as_datetime (")),
+    ("encode: numbers", ("_float (", "_integer (")),
+    ("encode: strings", ("_string (",)),
+    ("encode: json.dumps (json-typed values)", ("json/encoder.py",)),
+    ("encode: RowEncoder loop (null checks, JSON text)", ("wire.py",)),
     ("send: requests / urllib3 / http.client", ("requests/", "urllib3/", "http/client.py", "socket.py", "email/")),
     ("send: response JSON", ("json/decoder.py", "json/__init__.py")),
     ("hook: ingest loop, batching, rate limiter", ("hooks/peak.py", "transport.py")),

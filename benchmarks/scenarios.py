@@ -35,8 +35,10 @@ from benchmarks.report import (
     table,
     throughput_rows,
 )
+from peak_provider.extras import EXTRAS
 
 API_ROWS_PER_S = 50 * 500  # 50 requests/s x 500 rows/request
+IN_FLIGHT = EXTRAS["max_in_flight"].default  # the connection default
 CEILING_TARGET = 0.9 * API_ROWS_PER_S
 SPEEDUP_TARGET = 4.0
 CPU_TARGET = 50_000
@@ -116,7 +118,8 @@ def ceiling(bench: Bench, table_: Table) -> Section:
             {},
             [
                 f"Table `{table_[0]}` ({table_[1]:,} rows); the provider runs `SqlToPeakOperator` (fetch_size 5000, "
-                "max_in_flight 8, requests_per_second 50, 500 rows/request); the naive loop posts 500-row batches.",
+                f"max_in_flight {IN_FLIGHT}, requests_per_second 50, 500 rows/request); the naive loop posts 500-row "
+                "batches.",
                 f"Ceiling of the API: {API_ROWS_PER_S:,} rows/s; the client paces at 1.01/50 s between requests "
                 f"(49.5 requests/s, {49.5 * 500:,.0f} rows/s at most).",
                 f"*{DRY_RUN}* (supplementary): the same provider load with `dry_run=True`, so the emulator validates "
@@ -344,7 +347,7 @@ def memory(bench: Bench, small: Table, large: Table) -> Section:
             [
                 "Each load runs in a fresh process; peak RSS is its `ru_maxrss` at exit (after importing Airflow, "
                 "the provider, psycopg and requests, which every load pays). Default `fetch_size` 5000 and "
-                "`max_in_flight` 8 (so up to 8 batches in flight).",
+                f"`max_in_flight` {IN_FLIGHT} (so up to {IN_FLIGHT} batches in flight).",
                 "Both loads send `dryRun: true`, so the emulator validates but stores nothing: it keeps the runs "
                 "short and does not change the client's work (one more key in the body).",
             ],

@@ -79,14 +79,47 @@ def test_integers(inv):
         assert out.field == "pack_size"
 
 
-def test_decimal_floats_keep_their_digits(b2c):
+def test_decimals_are_sent_with_their_own_digits(b2c):
     row = {"location_id": "L", "product_id": "P", "sold_at": "2025-01-28T14:30:00Z", "demand_value": Decimal("399.98")}
     raw = b2c.encode(row, b2c.plan(tuple(row), positional=False))
     assert b'"demand_value":399.98' in raw
-    row["demand_value"] = Decimal("NaN")
+    row["demand_value"] = Decimal("2.500")
+    assert b'"demand_value":2.500}' in b2c.encode(row, b2c.plan(tuple(row), positional=False))
+    row["demand_value"] = Decimal("0.12345678901234567890123")  # more digits than a float keeps: none lost
+    assert b'"demand_value":0.12345678901234567890123}' in b2c.encode(row, b2c.plan(tuple(row), positional=False))
+    for bad, reason in (
+        (Decimal("NaN"), "not a finite number"),
+        (math.inf, "not a finite number"),
+        (Decimal("1E+308"), "too large for a float"),
+    ):
+        row["demand_value"] = bad
+        out = encode(b2c, row)
+        assert isinstance(out, Rejection) and out.field == "demand_value" and reason in out.reason, bad
+    row["demand_value"] = Decimal("9.99E+307")  # still a finite float when read back
+    assert encode(b2c, row)["demand_value"] == 9.99e307
+
+
+class Float64(float):
+    """What numpy.float64 is to the encoder: a float subclass."""
+
+
+def test_number_subclasses_and_huge_ints(b2c, inv):
+    row = {"location_id": "L", "product_id": "P", "sold_at": "2025-01-28T14:30:00Z", "demand_value": Float64(1.5)}
+    assert encode(b2c, row)["demand_value"] == 1.5
+    row["demand_value"] = Float64("nan")
     assert isinstance(encode(b2c, row), Rejection)
-    row["demand_value"] = math.inf
-    assert isinstance(encode(b2c, row), Rejection)
+    out = encode(inv, product(pack_size=10**5000))  # past Python's int-to-str limit: rejected, not a crash
+    assert isinstance(out, Rejection) and out.field == "pack_size"
+
+
+def test_aware_timestamps_in_a_zone_other_than_utc(inv):
+    from zoneinfo import ZoneInfo
+
+    paris = datetime(2025, 7, 1, 14, 0, 5, 999999, tzinfo=ZoneInfo("Europe/Paris"))
+    assert encode(inv, product(updated_at=paris))["updated_at"] == "2025-07-01 12:00:05"
+    utc_zone = datetime(2025, 7, 1, 14, 0, 5, tzinfo=ZoneInfo("Etc/UTC"))  # what psycopg returns
+    assert encode(inv, product(updated_at=utc_zone))["updated_at"] == "2025-07-01 14:00:05"
+    assert encode(inv, product(updated_at=datetime(99, 1, 2, 3, 4, 5)))["updated_at"] == "0099-01-02 03:04:05"
 
 
 def test_dates():

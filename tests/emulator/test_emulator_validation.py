@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from peak_provider.emulator.validation import Column, RowValidator
+import pytest
+
+from peak_provider.emulator.validation import Column, RowValidator, valid_timestamp
 from tests.emulator.helpers import PRODUCTS, product
 
 
@@ -180,3 +182,26 @@ def test_json_columns_take_any_value():
     )
     valid, failed = v.validate([{"id": "a", "meta": {"x": [1, None]}}, {"id": "b", "meta": 1.5}, {"id": "c"}])
     assert len(valid) == 3 and failed == []
+
+
+@pytest.mark.parametrize(
+    ("fmt", "value", "ok"),
+    [
+        ("YYYY-MM-DDTHH:MM:SSZ", "2024-02-29T23:59:59Z", True),
+        ("YYYY-MM-DDTHH:MM:SSZ", "2025-02-29T00:00:00Z", False),  # not a leap year
+        ("YYYY-MM-DDTHH:MM:SSZ", "2025-04-31T00:00:00Z", False),
+        ("YYYY-MM-DDTHH:MM:SSZ", "2025-01-01T24:00:00Z", False),
+        ("YYYY-MM-DDTHH:MM:SSZ", "2025-01-01T00:60:00Z", False),
+        ("YYYY-MM-DDTHH:MM:SSZ", "2025-01-01 00:00:00Z", False),
+        ("YYYY-MM-DDTHH:MM:SSZ", "2025-01-01T00:00:00", False),
+        ("YYYY-MM-DDTHH:MM:SSZ", "2025-01-01T00:00:00.5Z", False),
+        ("YYYY-MM-DDTHH:MM:SSZ", "\uff12025-01-01T00:00:00Z", False),  # a non-ASCII digit (fullwidth 2)
+        ("YYYY-MM-DD HH:MM:SS", "2025-12-31 23:59:59", True),
+        ("YYYY-MM-DD HH:MM:SS", "2025-12-31T23:59:59", False),
+        ("YYYY-MM-DD HH:MM:SS", "0000-01-01 00:00:00", False),
+        ("YYYY-MM-DD HH:MM:SS+00:00", "2025-12-31 23:59:59+00:00", True),
+        ("YYYY-MM-DD HH:MM:SS+00:00", "2025-12-31 23:59:59+01:00", False),
+    ],
+)
+def test_timestamp_formats_are_exact(fmt, value, ok):
+    assert valid_timestamp(fmt, value) is ok

@@ -19,7 +19,7 @@ def test_defaults():
         500,
         1_000_000,
         50,
-        8,
+        16,
     )
     assert s.ingest_path == "/api/v2/ingest/object/{object}"
     assert s.verify is True and s.application == "inventory" and s.source_timezone == "UTC"

@@ -9,6 +9,7 @@ import sqlite3
 
 import pytest
 
+from peak_provider.extras import EXTRAS
 from tests.dags.test_example_dags import load_dag
 
 pytestmark = pytest.mark.airflow3
@@ -85,4 +86,5 @@ def test_load_fails_cleanly_when_retries_run_out(faulty):
     assert ti.state == "failed"
     assert emulator.rows("INV_PRODUCTS_OOTB") == []
     statuses = [e["status"] for e in emulator.request_log()]
-    assert set(statuses) == {503} and len(statuses) <= 8 * 3  # max_in_flight batches x (1 + 2 retries)
+    in_flight = EXTRAS["max_in_flight"].default
+    assert set(statuses) == {503} and len(statuses) <= in_flight * 3  # in-flight batches x (1 + 2 retries)
