@@ -7,7 +7,6 @@ hook construction with the connection id and the extra's name.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -16,16 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from peak_provider.exceptions import PeakConfigError
 from peak_provider.extras import CONN_TYPE, DEFAULT_HOST, EXTRAS, Extra
+from peak_provider.net import is_loopback_literal
 from peak_provider.resources import APPLICATIONS
-
-
-def _is_loopback(hostname: str) -> bool:
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -125,7 +116,7 @@ def _base_url(conn_id: str, host: str | None, port: int | None) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PeakConfigError(f"Peak connection {conn_id!r}: host: {host!r} is not an http(s) URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_literal(parts.hostname):
         raise PeakConfigError(
             f"Peak connection {conn_id!r}: host: plain http:// is refused for {parts.hostname!r} "
             "(the token would travel unencrypted); use https:// (http is allowed only to loopback)"

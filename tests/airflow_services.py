@@ -7,6 +7,7 @@ connections come through the environment, which the scheduler's task processes i
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -68,14 +69,17 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
         time.sleep(0.5)
 
 
-def stop_process_group(proc: subprocess.Popen) -> None:
-    """SIGTERM a process started with ``start_new_session=True`` and its children; SIGKILL after 30 s."""
-    os.killpg(proc.pid, 15)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.wait()
+def stop_process_group(*procs: subprocess.Popen) -> None:
+    """SIGTERM processes started with ``start_new_session=True`` and their children, all at once; SIGKILL
+    any group still there after 30 s."""
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @dataclass

@@ -6,6 +6,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
+from peak_provider.net import is_loopback_literal
 from peak_provider.resources import APPLICATIONS, TIMESTAMP_FORMATS, get_application
 
 
@@ -71,12 +72,8 @@ class Limits:
 
 def is_loopback(host: str) -> bool:
     """True when every address ``host`` resolves to is a loopback address."""
-    if host == "localhost":
+    if is_loopback_literal(host):
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
     try:
         infos = socket.getaddrinfo(host, None)
     except OSError:

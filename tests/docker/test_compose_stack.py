@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from tests.airflow_services import free_port
+from tests.airflow_services import free_port, stop_process_group
 
 pytestmark = pytest.mark.airflow3
 
@@ -153,14 +152,7 @@ def stack(postgres: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
             "logs": tmp_path,
         }
     finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_group(*procs)
         with admin.cursor() as cur:
             for db in dbs.values():
                 cur.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")

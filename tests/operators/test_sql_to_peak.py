@@ -289,3 +289,24 @@ def test_templated_fields_never_hold_the_token(peak_conn, peak_emulator):
     assert set(task.template_fields) == {"sql", "parameters", "sql_conn_id", "rejected_rows_path"}
     assert task.template_ext == (".sql",)
     assert all(peak_emulator.token not in str(getattr(task, f)) for f in task.template_fields)
+
+
+@pytest.mark.parametrize(
+    ("zone", "expected"), [("Etc/UTC", "UTC"), ("Zulu", "UTC"), ("UTC", "UTC"), ("Europe/Paris", "Europe/Paris")]
+)
+def test_a_utc_alias_session_zone_is_spelled_utc_for_psycopg3(pg_wh, monkeypatch, zone, expected):
+    from airflow.providers.common.compat.sdk import BaseHook
+
+    from peak_provider.sql_source import stream_query
+
+    conn = BaseHook.get_connection(pg_wh[0])
+    extra = {"options": f"-c TimeZone={zone}"}
+    uri = {"conn_type": "postgres", "host": conn.host, "port": conn.port, "login": conn.login, "schema": conn.schema}
+    monkeypatch.setenv("AIRFLOW_CONN_PG_ZONED", json.dumps({**uri, "extra": extra}))
+    sql = "SELECT current_setting('TimeZone'), TIMESTAMPTZ '2025-03-01 09:30:00+00', to_char(now(), 'TZ')"
+    with stream_query("pg_zoned", lambda driver: (sql, None), 10) as stream:
+        (seen, moment, abbreviation), *_ = list(stream.rows)
+    assert seen == (zone if stream.driver == "psycopg2" else expected)  # psycopg2 is fast either way: untouched
+    assert moment == datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+    if expected == "UTC":
+        assert abbreviation == "UTC"  # what a query sees is the same under either name
