@@ -284,13 +284,11 @@ class RowEncoder:
                 continue
             seen[field.name] = col
             source = i if positional else col
-            null_reason = (
-                "primary-key part is null"
-                if field.name in self._pk
-                else None
-                if field.nullable
-                else "null is not allowed"
-            )
+            null_reason: str | None = None
+            if field.name in self._pk:
+                null_reason = "primary-key part is null"
+            elif not field.nullable:
+                null_reason = "null is not allowed"
             key_text = ("," if planned else "{") + _quote(field.name) + ":"
             planned.append((source, field.name, key_text, self._converters[field.type], null_reason))
         missing = [f.name for f in self.resource.fields if f.required and f.name not in seen]

@@ -239,3 +239,13 @@ def test_failed_entries_are_parsed_tolerantly():
     assert "weird" in entries[4]["reason"]
     assert failed_entries({"status": "SUCCESS"}) == []
     assert failed_entries(None) == []
+
+
+def test_a_row_with_no_known_column_is_rejected_not_sent_as_an_empty_object():
+    from peak_provider.resources import Field, Resource
+
+    loose = Resource("loose", "LOOSE", (Field("note", "string", False, True),), (), (), "APPEND", "test")
+    enc = RowEncoder(loose, "YYYY-MM-DD HH:MM:SS")
+    assert json.loads(enc.encode({"note": "x"}, enc.plan(("note",), positional=False))) == {"note": "x"}
+    out = enc.encode((), enc.plan((), positional=True))
+    assert isinstance(out, Rejection) and out.reason == "loose: no columns to send"
