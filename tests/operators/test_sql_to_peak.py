@@ -193,6 +193,30 @@ def test_watermark_mode(wh, peak_conn, peak_emulator, monkeypatch):
     assert len(stored(peak_emulator)) == 14
 
 
+AIRFLOW_3 = int(__import__("airflow").__version__.split(".")[0]) >= 3
+
+
+@pytest.mark.skipif(
+    AIRFLOW_3,
+    reason="Airflow 3: Variable.set needs a running task (the Execution API); Airflow >= 3.3 keeps the watermark "
+    "in asset_state_store (test_watermark_mode)",
+)
+def test_watermark_falls_back_to_a_variable_without_asset_state_store(sqlite_wh, peak_conn, peak_emulator, airflow_db):
+    from airflow.models import Variable
+
+    insert(sqlite_wh, product_rows(10, day=1))
+    task = op(sqlite_wh[0], incremental_column="updated_at", incremental_mode="watermark")
+    key = f"peak_watermark__{task.dag_id}__{task.task_id}"
+    Variable.delete(key)
+    assert task.execute(context())["rows_read"] == 10  # no asset_state_store in the context: a Variable
+    assert Variable.get(key) == "2025-03-01 09:00:00"
+    insert(sqlite_wh, product_rows(4, day=2, start=100))
+    assert task.execute(context())["rows_read"] == 4
+    assert Variable.get(key) == "2025-03-02 07:00:00"
+    assert task.execute(context())["rows_read"] == 0
+    assert len(stored(peak_emulator)) == 14
+
+
 def test_rejected_rows_threshold_and_sink(sqlite_wh, peak_conn, peak_emulator, tmp_path):
     rows = product_rows(10)
     rows[2] = ("P00002", "x", "S2", 2.5, "2025-03-01 02:00:00")  # not an integer
