@@ -72,7 +72,8 @@ _UTC_ALIASES = frozenset({"etc/utc", "etc/uct", "uct", "etc/universal", "univers
 def _spell_utc_as_utc(conn: Any, driver: str) -> None:
     """psycopg 3 reads ``timestamptz`` twice as fast when the session zone is spelled ``UTC``: for any
     other name, such as the ``Etc/UTC`` initdb picks on many Linux hosts, it converts every value with a
-    Python ``astimezone`` call. For a UTC alias the switch changes no query result, so make it."""
+    Python ``astimezone`` call. For a UTC alias the switch changes no timestamp, date or zone abbreviation
+    a query computes (only ``current_setting('TimeZone')`` shows the new name), so make it."""
     if driver != "psycopg":
         return
     zone = conn.info.parameter_status("TimeZone") or ""
