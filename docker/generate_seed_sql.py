@@ -22,22 +22,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from peak_provider.demo.warehouse import TABLES, build
+from peak_provider.demo.warehouse import RESOURCE_OF, TABLES, build
 from peak_provider.resources import get_application
 
 OUTPUT = Path(__file__).resolve().parent / "warehouse" / "init.sql"
-
-#: Demo table -> (application, resource) of the Peak object its rows are loaded into (as in dags/sql/).
-RESOURCES: dict[str, tuple[str, str]] = {
-    "products": ("inventory", "products"),
-    "locations": ("inventory", "locations"),
-    "customer_orders": ("inventory", "customer_orders"),
-    "manufacturing_orders": ("inventory", "manufacturing_orders"),
-    "b2c_product": ("b2c_pricing", "product"),
-    "b2c_location": ("b2c_pricing", "location"),
-    "purchase_order": ("b2c_pricing", "purchase_order"),
-    "sale": ("b2c_pricing", "sale"),
-}
 
 #: Catalogue field type -> PostgreSQL type (``float`` depends on the demo's SQLite declaration).
 PG_TYPES = {
@@ -46,13 +34,12 @@ PG_TYPES = {
     "boolean": "boolean",
     "timestamp": "timestamp",
     "date": "date",
-    "json": "jsonb",
 }
 
 
 def pg_type(table: str, column: str, sqlite_type: str) -> str:
     """The PostgreSQL type of a demo column: its Peak field's type, NUMERIC money as ``numeric(12, 2)``."""
-    application, resource = RESOURCES[table]
+    application, resource = RESOURCE_OF[table]
     field = get_application(application).resource(resource).field(column)
     if field is None:
         raise ValueError(f"{table}.{column} is not a field of {application}/{resource}")
@@ -78,7 +65,9 @@ def _number(value: Any) -> str:
 
 
 def _boolean(value: Any) -> str:
-    return {0: "f", 1: "t"}[value]
+    if value not in (0, 1):
+        raise ValueError(value)
+    return "t" if value else "f"
 
 
 def _text(value: Any) -> str:
@@ -118,19 +107,20 @@ def _render(db: sqlite3.Connection) -> str:
     body: list[str] = []
     replaced: list[str] = []
     for table, declared in TABLES.items():
-        columns = [(c.split()[0], pg_type(table, *c.split())) for c in declared]
-        body += ["", f"CREATE TABLE {table} (", ",\n".join(f"    {n} {t}" for n, t in columns), ");"]
-        body.append(f"COPY {table} ({', '.join(n for n, _ in columns)}) FROM stdin;")
+        columns = [(name, pg_type(table, name, sqlite_type)) for name, sqlite_type in map(str.split, declared)]
         names = ", ".join(n for n, _ in columns)
+        body += ["", f"CREATE TABLE {table} (", ",\n".join(f"    {n} {t}" for n, t in columns), ");"]
+        body.append(f"COPY {table} ({names}) FROM stdin;")
         for rowid, *row in db.execute(f"SELECT rowid, {names} FROM {table} ORDER BY rowid"):
             cells = []
             for (name, type_), value in zip(columns, row, strict=True):
                 if value is None:
                     cells.append("\\N")
                     continue
+                convert = CONVERTERS[type_]
                 try:
-                    cells.append(CONVERTERS[type_](value))
-                except (ValueError, KeyError):
+                    cells.append(convert(value))
+                except ValueError:
                     replaced.append(f"--   {table}.{name} = {value!r} (row {rowid}) -> NULL ({type_})")
                     cells.append("\\N")
             body.append("\t".join(cells))

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
-log = logging.getLogger(__name__)
 KEY = "peak_checkpoint"
 
 
@@ -25,16 +22,13 @@ def fingerprint(sql: str, parameters: Any) -> str:
 
 
 class Checkpoint:
-    """Read, advance (every settled batch by default, or at most once per ``interval`` seconds) and clear
-    a load's checkpoint."""
+    """Read, advance (the hook calls it after every batch that grows the settled prefix) and clear a
+    load's checkpoint."""
 
-    def __init__(self, context: Mapping[str, Any], query_fingerprint: str, interval: float = 0.0):
+    def __init__(self, context: Mapping[str, Any], query_fingerprint: str):
         self.store = context.get("task_state_store")
         self.fingerprint = query_fingerprint
-        self.interval = interval
         self.skipped = 0
-        self._last_saved = 0.0
-        self._last_value = 0
 
     @property
     def available(self) -> bool:
@@ -46,17 +40,13 @@ class Checkpoint:
             return 0
         saved = self.store.get(KEY)
         if isinstance(saved, dict) and saved.get("query") == self.fingerprint:
-            self.skipped = self._last_value = int(saved.get("rows_done", 0))
+            self.skipped = int(saved.get("rows_done", 0))
         return self.skipped
 
-    def advance(self, rows_done_this_attempt: int, *, force: bool = False) -> None:
-        if self.store is None:
-            return
-        total = self.skipped + rows_done_this_attempt
-        now = time.monotonic()
-        if total > self._last_value and (force or now - self._last_saved >= self.interval):
-            self.store.set(KEY, {"rows_done": total, "query": self.fingerprint})
-            self._last_saved, self._last_value = now, total
+    def advance(self, rows_done_this_attempt: int) -> None:
+        """Record that the first ``rows_done_this_attempt`` rows of this attempt are settled."""
+        if self.store is not None:
+            self.store.set(KEY, {"rows_done": self.skipped + rows_done_this_attempt, "query": self.fingerprint})
 
     def clear(self) -> None:
         if self.store is not None:

@@ -104,13 +104,12 @@ _TRUE = {"true": True, "t": True, "yes": True, "1": True, "false": False, "f": F
 
 
 def _boolean(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int) and value in (0, 1):
-        return "true" if value else "false"
-    if isinstance(value, str) and value.strip().lower() in _TRUE:
-        return "true" if _TRUE[value.strip().lower()] else "false"
-    raise _Bad(f"expected a boolean, got {_type_name(value)} {value!r}")
+    flag = value if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)) else None
+    if isinstance(value, str):
+        flag = _TRUE.get(value.strip().lower())
+    if flag is None:
+        raise _Bad(f"expected a boolean, got {_type_name(value)} {value!r}")
+    return "true" if flag else "false"
 
 
 def _date(value: Any) -> str:

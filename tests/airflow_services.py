@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,10 @@ from typing import Any
 
 import requests
 
+from tests.pg import free_port
+
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def query(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
@@ -42,16 +37,25 @@ def query(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
         conn.close()
 
 
-def fresh_database(postgres: dict[str, Any], name: str) -> str:
-    """Create (or re-create) database ``name`` on the test server; return its SQLAlchemy URL."""
+@contextmanager
+def admin_cursor(postgres: dict[str, Any]) -> Iterator[Any]:
+    """An autocommit cursor on the test server's ``postgres`` database (for CREATE/DROP DATABASE, roles)."""
     import psycopg2
 
     conn = psycopg2.connect(host=postgres["host"], port=postgres["port"], user=postgres["user"], dbname="postgres")
     conn.autocommit = True
-    with conn.cursor() as cur:
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    finally:
+        conn.close()
+
+
+def fresh_database(postgres: dict[str, Any], name: str) -> str:
+    """Create (or re-create) database ``name`` on the test server; return its SQLAlchemy URL."""
+    with admin_cursor(postgres) as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {name}")
         cur.execute(f"CREATE DATABASE {name}")
-    conn.close()
     return f"postgresql+psycopg://{postgres['user']}@{postgres['host']}:{postgres['port']}/{name}"
 
 

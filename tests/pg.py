@@ -14,14 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _bin(name: str) -> str:
+def pg_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not found:
         raise RuntimeError("PostgreSQL server binaries not found: run scripts/ensure-postgres.sh (make test does)")
     return found[-1]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -36,11 +36,11 @@ def postgres_server() -> Iterator[dict[str, object]]:
     if os.geteuid() == 0:  # initdb refuses to run as root
         shutil.chown(root, "postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
     run = lambda *cmd: subprocess.run([*as_postgres, *cmd], check=True, capture_output=True)  # noqa: E731
-    run(_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync")
+    run(pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync")
     run(
-        _bin("pg_ctl"),
+        pg_bin("pg_ctl"),
         "-D",
         str(data),
         "-l",
@@ -54,7 +54,7 @@ def postgres_server() -> Iterator[dict[str, object]]:
         deadline = time.time() + 30
         while True:
             try:
-                run(_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "warehouse")
+                run(pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "warehouse")
                 break
             except subprocess.CalledProcessError:
                 if time.time() > deadline:
@@ -62,5 +62,18 @@ def postgres_server() -> Iterator[dict[str, object]]:
                 time.sleep(0.2)
         yield {"host": "127.0.0.1", "port": port, "user": "postgres", "dbname": "warehouse"}
     finally:
-        subprocess.run([*as_postgres, _bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*as_postgres, pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
+
+
+def load_sql(params: dict[str, object], dbname: str, path: Path, user: str | None = None) -> None:
+    """Run the SQL file ``path`` in ``dbname`` with psql (stopping at the first error), as ``user``."""
+    target = ["-h", str(params["host"]), "-p", str(params["port"]), "-U", user or str(params["user"]), "-d", dbname]
+    done = subprocess.run(
+        [pg_bin("psql"), "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "--quiet", *target, "-f", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"psql -f {path} failed: {done.stderr[-3000:]}"

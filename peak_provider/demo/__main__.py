@@ -30,16 +30,7 @@ DAGS = {
     "peak_b2c_pricing_incremental": ("peak_b2c_pricing", "QP_OOTB", "b2c_pricing"),
 }
 #: resource -> warehouse table
-TABLE_OF = {
-    "products": "products",
-    "locations": "locations",
-    "customer_orders": "customer_orders",
-    "manufacturing_orders": "manufacturing_orders",
-    "product": "b2c_product",
-    "location": "b2c_location",
-    "purchase_order": "purchase_order",
-    "sale": "sale",
-}
+TABLE_OF = {resource: table for table, (_, resource) in warehouse.RESOURCE_OF.items()}
 
 
 def run_days(days: int) -> list[datetime]:

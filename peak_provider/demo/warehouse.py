@@ -20,6 +20,18 @@ END = datetime(2025, 3, 3)
 DAYS = 30
 START = END - timedelta(days=DAYS)
 
+#: Warehouse table -> (application, resource) of the Peak object its rows are loaded into (as in dags/sql/).
+RESOURCE_OF: dict[str, tuple[str, str]] = {
+    "products": ("inventory", "products"),
+    "locations": ("inventory", "locations"),
+    "customer_orders": ("inventory", "customer_orders"),
+    "manufacturing_orders": ("inventory", "manufacturing_orders"),
+    "b2c_product": ("b2c_pricing", "product"),
+    "b2c_location": ("b2c_pricing", "location"),
+    "purchase_order": ("b2c_pricing", "purchase_order"),
+    "sale": ("b2c_pricing", "sale"),
+}
+
 TABLES: dict[str, list[str]] = {
     "products": [
         "product_id TEXT",

@@ -11,7 +11,6 @@ seeded PostgreSQL warehouse into the emulator, rejecting the demo's invalid rows
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import subprocess
@@ -25,7 +24,8 @@ import pytest
 import requests
 import yaml
 
-from tests.airflow_services import free_port, stop_process_group
+from tests.airflow_services import admin_cursor, free_port, stop_process_group
+from tests.pg import load_sql
 
 pytestmark = pytest.mark.airflow3
 
@@ -53,28 +53,18 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float, logs: Path) ->
 
 @pytest.fixture
 def stack(postgres: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
-    import psycopg2
-
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     pg_port = postgres["port"]
     api_port, emu_port = free_port(), free_port()
     dbs = {"airflow": "compose_airflow", "warehouse": "compose_warehouse"}
-    admin = psycopg2.connect(host=postgres["host"], port=pg_port, user=postgres["user"], dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
+    with admin_cursor(postgres) as cur:
         for role, db in dbs.items():
             cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
             if not cur.fetchone():
                 cur.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{role}'")
             cur.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
             cur.execute(f"CREATE DATABASE {db} OWNER {role}")
-    psql = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"))[-1]
-    target = ["-h", postgres["host"], "-p", str(pg_port), "-U", "warehouse", "-d", dbs["warehouse"]]
-    subprocess.run(
-        [psql, "-v", "ON_ERROR_STOP=1", "-q", *target, "-f", str(SEED)],
-        check=True,
-        capture_output=True,
-    )
+    load_sql(postgres, dbs["warehouse"], SEED, user="warehouse")
     paths = {f"/opt/airflow/{d}": tmp_path / d for d in ("auth", "peak-rejects", "emulator")}
     for path in paths.values():
         path.mkdir()
@@ -153,10 +143,9 @@ def stack(postgres: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
         }
     finally:
         stop_process_group(*procs)
-        with admin.cursor() as cur:
+        with admin_cursor(postgres) as cur:
             for db in dbs.values():
                 cur.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        admin.close()
 
 
 def test_compose_stack_logs_in_parses_and_backfills_the_warehouse(stack):

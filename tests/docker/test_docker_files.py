@@ -7,17 +7,14 @@ and the committed warehouse seed is up to date and loads into a real PostgreSQL.
 
 from __future__ import annotations
 
-import glob
 import json
 import re
 import shlex
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +28,8 @@ from peak_provider.connection import PeakSettings
 from peak_provider.demo import warehouse
 from peak_provider.emulator.cli import build_parser
 from peak_provider.emulator.config import Solution
+from tests.airflow_services import admin_cursor, fresh_database
+from tests.pg import free_port, load_sql
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -239,9 +238,7 @@ def test_every_peak_connection_passes_the_live_emulator(services, tmp_path):
     """Start the emulator with the compose file's own arguments and test each peak connection against it."""
     from peak_provider.hooks.peak import PeakHook
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     args = [a for a in command(services["peak-emulator"])[3:] if not a.startswith(("--port", "--db"))]
     log = tmp_path / "emulator.log"
     with log.open("w") as out:
@@ -290,42 +287,14 @@ def test_seed_sql_is_up_to_date(tmp_path):
 @pytest.fixture
 def seeded_db(postgres: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """A fresh database loaded with init.sql by psql, as the postgres image's entrypoint does."""
-    import psycopg2
-
-    name = f"seed_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(host=postgres["host"], port=postgres["port"], user=postgres["user"], dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    psql = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql")) or [shutil.which("psql")]
+    name = "docker_seed"
+    fresh_database(postgres, name)
     try:
-        loaded = subprocess.run(
-            [
-                str(psql[-1]),
-                "-v",
-                "ON_ERROR_STOP=1",
-                "--no-psqlrc",
-                "--quiet",
-                "-h",
-                postgres["host"],
-                "-p",
-                str(postgres["port"]),
-                "-U",
-                postgres["user"],
-                "-d",
-                name,
-                "-f",
-                str(SEED),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        assert loaded.returncode == 0, loaded.stderr[-3000:]
+        load_sql(postgres, name, SEED)
         yield {**postgres, "dbname": name}
     finally:
-        with admin.cursor() as cur:
+        with admin_cursor(postgres) as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 @pytest.fixture(scope="module")
