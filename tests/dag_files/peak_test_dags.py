@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.providers.common.compat.sdk import DAG
-from peak_common import DAILY, SQL_DIR
+from peak_common import DAILY, SQL_DIR, START_DATE
 
 from peak_provider.operators.peak import SqlToPeakOperator
 from peak_provider.task_groups import peak_load_group
+
+#: Daily intervals without catchup, so unpausing a DAG schedules no history.
+DAILY_NO_CATCHUP = {"schedule": DAILY, "start_date": START_DATE, "catchup": False, "template_searchpath": [SQL_DIR]}
+#: Two inventory loads from the example SQL, interval-incremental on updated_at.
+INVENTORY_LOADS = {
+    "loads": {"products": "inventory/products.sql", "customer_orders": "inventory/customer_orders.sql"},
+    "sql_conn_id": "peak_warehouse",
+    "peak_conn_id": "peak_inventory",
+    "application": "inventory",
+    "incremental_column": "updated_at",
+}
 
 # A cron preset: in Airflow 3 its runs have an empty data interval, which the operator refuses.
 with DAG(
     dag_id="peak_test_daily_preset",
     schedule="@daily",
-    start_date=datetime(2025, 2, 1, tzinfo=UTC),
+    start_date=START_DATE,
     catchup=False,
     template_searchpath=[SQL_DIR],
 ) as daily_preset_dag:
@@ -28,20 +39,10 @@ with DAG(
     )
 
 # The example inventory load with no tolerance for rejected rows.
-with DAG(
-    dag_id="peak_test_strict",
-    schedule=DAILY,
-    start_date=datetime(2025, 2, 1, tzinfo=UTC),
-    catchup=False,
-    template_searchpath=[SQL_DIR],
-) as strict_dag:
+with DAG(dag_id="peak_test_strict", **DAILY_NO_CATCHUP) as strict_dag:
     peak_load_group(
         "inventory",
-        loads={"products": "inventory/products.sql", "customer_orders": "inventory/customer_orders.sql"},
-        sql_conn_id="peak_warehouse",
-        peak_conn_id="peak_inventory",
-        application="inventory",
-        incremental_column="updated_at",
+        **INVENTORY_LOADS,
         max_rejected_rows=0,
         rejected_rows_path="{{ var.value.peak_rejects_dir }}/strict/{{ ds }}/{{ task.resource }}.jsonl",
         retries=2,  # not used: rejected rows fail the task for good
@@ -49,25 +50,11 @@ with DAG(
     )
 
 # The example inventory load without catchup, so unpausing it for a backfill schedules no history.
-with DAG(
-    dag_id="peak_test_backfill",
-    schedule=DAILY,
-    start_date=datetime(2025, 2, 1, tzinfo=UTC),
-    catchup=False,
-    template_searchpath=[SQL_DIR],
-) as backfill_dag:
-    peak_load_group(
-        "inventory",
-        loads={"products": "inventory/products.sql", "customer_orders": "inventory/customer_orders.sql"},
-        sql_conn_id="peak_warehouse",
-        peak_conn_id="peak_inventory",
-        application="inventory",
-        incremental_column="updated_at",
-        max_rejected_rows=25,
-    )
+with DAG(dag_id="peak_test_backfill", **DAILY_NO_CATCHUP) as backfill_dag:
+    peak_load_group("inventory", **INVENTORY_LOADS, max_rejected_rows=25)
 
 # One resumable load that a test kills mid-way (kill -9 of the task process); the retry resumes.
-with DAG(dag_id="peak_test_crash", schedule=None, start_date=datetime(2025, 2, 1, tzinfo=UTC)) as crash_dag:
+with DAG(dag_id="peak_test_crash", schedule=None, start_date=START_DATE) as crash_dag:
     SqlToPeakOperator(
         task_id="products",
         resource="products",
@@ -80,7 +67,7 @@ with DAG(dag_id="peak_test_crash", schedule=None, start_date=datetime(2025, 2, 1
     )
 
 # A 50,000-row load that tests run against an emulator injecting faults.
-with DAG(dag_id="peak_test_faults", schedule=None, start_date=datetime(2025, 2, 1, tzinfo=UTC)) as faults_dag:
+with DAG(dag_id="peak_test_faults", schedule=None, start_date=START_DATE) as faults_dag:
     SqlToPeakOperator(
         task_id="products",
         resource="products",
@@ -90,7 +77,7 @@ with DAG(dag_id="peak_test_faults", schedule=None, start_date=datetime(2025, 2, 
     )
 
 # The canary-token test runs this DAG in success, 401, 500 and validation-error scenarios.
-with DAG(dag_id="peak_test_secrets", schedule=None, start_date=datetime(2025, 2, 1, tzinfo=UTC)) as secrets_dag:
+with DAG(dag_id="peak_test_secrets", schedule=None, start_date=START_DATE) as secrets_dag:
     SqlToPeakOperator(
         task_id="products",
         resource="products",

@@ -15,6 +15,7 @@ import pytest
 
 from peak_provider.demo import warehouse
 from tests.airflow_services import Airflow, fresh_database, query, standalone
+from tests.dags.test_example_dags import store_snapshot
 
 pytestmark = pytest.mark.airflow3
 
@@ -30,7 +31,6 @@ def airflow(peak_emulator, postgres, tmp_path):
         "AIRFLOW_CONN_PEAK_INVENTORY": peak_emulator.connection_json("INV_OOTB"),
     }
     with standalone(tmp_path, fresh_database(postgres, "airflow_backfill"), env, unpause=(DAG_ID,)) as services:
-        services.env["PEAK_TEST_WAREHOUSE"] = str(wh)
         yield services
 
 
@@ -52,22 +52,20 @@ def backfill(airflow: Airflow, *extra: str) -> None:
     pytest.fail(f"backfill did not finish; log: {airflow.log.read_text()[-3000:]}")
 
 
-def test_backfill_create_is_run_by_the_scheduler_and_is_idempotent(airflow, peak_emulator):
+def test_backfill_create_is_run_by_the_scheduler_and_is_idempotent(airflow, peak_emulator, tmp_path):
     backfill(airflow)
-    with sqlite3.connect(airflow.env["PEAK_TEST_WAREHOUSE"]) as db:
+    with sqlite3.connect(tmp_path / "warehouse.db") as db:
         in_window = db.execute(
             "SELECT product_id, updated_at FROM products WHERE updated_at >= '2025-02-28 00:00:00' "
             "AND updated_at < '2025-03-03 00:00:00' AND pack_size IS NOT NULL"
         ).fetchall()
     stored = {(r["product_id"], r["updated_at"]) for r in peak_emulator.rows("INV_PRODUCTS_OOTB")}
     assert stored == set(in_window) and len(stored) > 50
-    snapshot = {
-        obj: sorted(map(json.dumps, peak_emulator.rows(obj)))
-        for obj in ("INV_PRODUCTS_OOTB", "INV_CUSTOMER_ORDERS_OOTB")
-    }
+    objects = ("INV_PRODUCTS_OOTB", "INV_CUSTOMER_ORDERS_OOTB")
+    snapshot = store_snapshot(peak_emulator, objects)
     sent_first = sum(e["rows"] for e in peak_emulator.request_log())
 
     backfill(airflow, "--reprocess-behavior", "completed")
     assert sum(e["rows"] for e in peak_emulator.request_log()) == 2 * sent_first  # the window was re-sent …
-    assert snapshot == {obj: sorted(map(json.dumps, peak_emulator.rows(obj))) for obj in snapshot}  # … changing nothing
+    assert snapshot == store_snapshot(peak_emulator, objects)  # … changing nothing
     airflow.assert_never_logged(peak_emulator.token)

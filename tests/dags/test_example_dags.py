@@ -34,6 +34,11 @@ def load_dag(module: str, dag_id: str | None = None):
     return mod.dag if dag_id is None else next(d for d in vars(mod).values() if getattr(d, "dag_id", None) == dag_id)
 
 
+def store_snapshot(emulator, objects) -> dict[str, list[str]]:
+    """The emulator's stored rows of each object, as sorted JSON (to compare the store before and after)."""
+    return {obj: sorted(map(json.dumps, emulator.rows(obj))) for obj in objects}
+
+
 def summaries(dag_run) -> dict[str, dict]:
     return {ti.task_id.split(".")[-1]: ti.xcom_pull(task_ids=ti.task_id) for ti in dag_run.get_task_instances()}
 
@@ -91,17 +96,10 @@ def test_three_intervals_each_row_once_and_rerun_is_idempotent(demo_env, peak_em
     assert sent == len(seen) == len(peak_emulator.rows(products_obj))
 
     # re-running a run leaves the store identical
-    snapshot = {
-        obj: sorted(map(json.dumps, peak_emulator.rows(obj)))
-        for obj in (
-            "INV_PRODUCTS_OOTB",
-            "INV_LOCATIONS_OOTB",
-            "INV_CUSTOMER_ORDERS_OOTB",
-            "INV_MANUFACTURING_ORDERS_OOTB",
-        )
-    }
+    objects = ("INV_PRODUCTS_OOTB", "INV_LOCATIONS_OOTB", "INV_CUSTOMER_ORDERS_OOTB", "INV_MANUFACTURING_ORDERS_OOTB")
+    snapshot = store_snapshot(peak_emulator, objects)
     assert dag.test(logical_date=RUN_DATES[1]).state == "success"
-    assert snapshot == {obj: sorted(map(json.dumps, peak_emulator.rows(obj))) for obj in snapshot}
+    assert snapshot == store_snapshot(peak_emulator, objects)
 
 
 def test_rejected_rows_land_in_the_sink_and_the_threshold_decides(demo_env):
@@ -115,10 +113,9 @@ def test_rejected_rows_land_in_the_sink_and_the_threshold_decides(demo_env):
 
     strict = load_dag("peak_test_dags", "peak_test_strict").test(logical_date=RUN_DATES[2])
     assert strict.state == "failed"
-    states = {ti.task_id.split(".")[-1]: ti.state for ti in strict.get_task_instances()}
-    assert states == {"products": "failed", "customer_orders": "upstream_failed"}
-    products = next(ti for ti in strict.get_task_instances() if ti.task_id.endswith("products"))
-    assert products.try_number == 1  # rejected rows are not retried: they would be rejected again
+    tis = {ti.task_id.split(".")[-1]: ti for ti in strict.get_task_instances()}
+    assert {name: ti.state for name, ti in tis.items()} == {"products": "failed", "customer_orders": "upstream_failed"}
+    assert tis["products"].try_number == 1  # rejected rows are not retried: they would be rejected again
     assert len(list(rejects.glob("strict/*/products.jsonl"))) == 1
 
 

@@ -318,12 +318,12 @@ def test_templated_fields_never_hold_the_token(peak_conn, peak_emulator):
 @pytest.mark.parametrize(
     ("zone", "expected"), [("Etc/UTC", "UTC"), ("Zulu", "UTC"), ("UTC", "UTC"), ("Europe/Paris", "Europe/Paris")]
 )
-def test_a_utc_alias_session_zone_is_spelled_utc_for_psycopg3(pg_wh, monkeypatch, zone, expected):
+def test_a_utc_alias_session_zone_is_spelled_utc_for_psycopg3(postgres_conn_id, monkeypatch, zone, expected):
     from airflow.providers.common.compat.sdk import BaseHook
 
     from peak_provider.sql_source import stream_query
 
-    conn = BaseHook.get_connection(pg_wh[0])
+    conn = BaseHook.get_connection(postgres_conn_id)
     extra = {"options": f"-c TimeZone={zone}"}
     uri = {"conn_type": "postgres", "host": conn.host, "port": conn.port, "login": conn.login, "schema": conn.schema}
     monkeypatch.setenv("AIRFLOW_CONN_PG_ZONED", json.dumps({**uri, "extra": extra}))

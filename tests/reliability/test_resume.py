@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from peak_provider.exceptions import PeakHTTPError
+from peak_provider.hooks.peak import PeakHook
 from peak_provider.operators.peak import SqlToPeakOperator
 from tests.context import outlet_events
 
@@ -18,13 +19,11 @@ class FakeTaskStateStore:
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
-        self.writes = 0
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
 
     def set(self, key: str, value: Any) -> None:
-        self.writes += 1
         self.data[key] = value
 
     def delete(self, key: str) -> None:
@@ -90,7 +89,5 @@ def test_resumable_orders_by_primary_key_in_source_names(warehouse, peak_emulato
         resumable=True,
         column_map={"sku": "product_id"},
     )
-    from peak_provider.hooks.peak import PeakHook
-
     sql, _ = task._query_for("sqlite3", PeakHook(), None, None)
     assert sql.endswith("ORDER BY peak_src.sku, peak_src.updated_at")

@@ -9,19 +9,16 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from peak_provider.connection import PeakSettings
+from tests.airflow_services import AIRFLOW, REPO
 
 CANARY = "canary-PAT-5f0c1d2e3a4b5c6d7e8f90123456789abcdef"
-AIRFLOW = str(Path(sys.executable).parent / "airflow")
-REPO = Path(__file__).resolve().parents[2]
 
 
-def run_dag(home: Path, env: dict[str, str], day: int) -> str:
+def run_dag(env: dict[str, str], day: int) -> str:
     done = subprocess.run(
         [AIRFLOW, "dags", "test", "peak_test_secrets", f"2025-03-{day:02d}"],  # one date each: runs keep their XComs
         env=env,
@@ -53,33 +50,22 @@ def test_canary_token_never_leaks(peak_emulator_factory, tmp_path):
     }
     subprocess.run([AIRFLOW, "db", "migrate"], env=base_env, check=True, capture_output=True)
 
-    def env_for(emulator, **extra):
-        conn = {
-            "conn_type": "peak",
-            "host": emulator.url,
-            "password": CANARY,
-            "extra": {
-                "solution_name": "INV_OOTB",
-                "prefix": "INV_",
-                "suffix": "_OOTB",
-                "max_retries": 1,
-                "retry_backoff": 0.01,
-                **extra,
-            },
-        }
+    def env_for(emulator):
+        extra = emulator.connection_extra("INV_OOTB", max_retries=1, retry_backoff=0.01)
+        conn = {"conn_type": "peak", "host": emulator.url, "password": CANARY, "extra": extra}
         return {**base_env, "AIRFLOW_CONN_PEAK_SECRETS": json.dumps(conn)}
 
-    outputs = {"success": run_dag(home, env_for(accepting), 1)}
+    outputs = {"success": run_dag(env_for(accepting), 1)}
     assert len(accepting.rows("INV_PRODUCTS_OOTB")) == 50, outputs["success"][-3000:]
-    outputs["401"] = run_dag(home, env_for(refusing), 2)
+    outputs["401"] = run_dag(env_for(refusing), 2)
     assert "PeakAuthError" in outputs["401"] and "HTTP 401" in outputs["401"]
     accepting.set_faults(error_rate=1.0, error_statuses=[500])
-    outputs["500"] = run_dag(home, env_for(accepting), 3)
+    outputs["500"] = run_dag(env_for(accepting), 3)
     assert "HTTP 500" in outputs["500"]
     accepting.set_faults(error_rate=0.0)
     with sqlite3.connect(warehouse) as db:
         db.execute("UPDATE products SET pack_size = 'lots', source_id = NULL WHERE product_id IN ('P1', 'P2')")
-    outputs["validation"] = run_dag(home, env_for(accepting), 4)
+    outputs["validation"] = run_dag(env_for(accepting), 4)
     assert "PeakRejectedRowsError" in outputs["validation"] and "2 rows rejected" in outputs["validation"]
 
     searched: dict[str, str] = {f"`airflow dags test` output ({k})": v for k, v in outputs.items()}
