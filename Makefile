@@ -10,11 +10,16 @@ CONSTRAINTS2 := constraints/airflow-2.11.2-py3.11.txt
 
 .PHONY: install test lint demo bench clean test-airflow2
 
-$(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c $(CONSTRAINTS) -e ".[test]"
+# A venv with the provider and its test extras: $(1) the venv, $(2) the constraints file.
+define make_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install -q --upgrade pip
+	$(1)/bin/pip install -q -c $(2) -e ".[test]"
 	touch $@
+endef
+
+$(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
+	$(call make_venv,$(VENV),$(CONSTRAINTS))
 
 install: $(BIN)/.installed
 
@@ -30,10 +35,7 @@ test: install lint
 
 # The suite on the oldest Airflow we support, in its own venv (tests needing Airflow 3 skip with the reason).
 $(VENV2)/bin/.installed: pyproject.toml $(CONSTRAINTS2)
-	$(PYTHON) -m venv $(VENV2)
-	$(VENV2)/bin/pip install -q --upgrade pip
-	$(VENV2)/bin/pip install -q -c $(CONSTRAINTS2) -e ".[test]"
-	touch $@
+	$(call make_venv,$(VENV2),$(CONSTRAINTS2))
 
 test-airflow2: $(VENV2)/bin/.installed
 	bash scripts/ensure-postgres.sh
@@ -43,9 +45,12 @@ demo: install
 	$(BIN)/python -m peak_provider.demo
 
 # Every benchmark scenario, 3 runs each, side by side with the naive loop; rewrites benchmarks/RESULTS.md.
-bench: install
-	bash scripts/ensure-postgres.sh
+$(BIN)/.bench: $(BIN)/.installed
 	$(BIN)/pip install -q -c $(CONSTRAINTS) -e ".[test,bench]"
+	touch $@
+
+bench: $(BIN)/.bench
+	bash scripts/ensure-postgres.sh
 	$(BIN)/python benchmarks/run.py
 
 clean:

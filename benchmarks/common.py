@@ -8,35 +8,23 @@ from typing import Any
 
 import psutil
 
+from peak_provider.emulator.config import DEFAULT_SOLUTIONS
+from peak_provider.resources import get_application
+
 REPO = Path(__file__).resolve().parents[1]
 
 TOKEN = "benchmark-token"
-SOLUTION_SPEC = "QP_OOTB:b2c_pricing:QP_:_OOTB"
-SOLUTION = "QP_OOTB"
+QP = DEFAULT_SOLUTIONS[1]  # the emulator's QP_OOTB solution (b2c_pricing)
+SOLUTION = QP.name
+SOLUTION_SPEC = f"{QP.name}:{QP.application}:{QP.prefix}:{QP.suffix}"  # the emulator's --solution value
 RESOURCE = "sale"
-OBJECT = "QP_SALE_OOTB"
+OBJECT = QP.object_name(get_application(QP.application).resource(RESOURCE).object)
 WAREHOUSE_CONN_ID = "bench_warehouse"
 PEAK_CONN_ID = "peak_bench"
 PROBE_MARKER = "PROBE_RESULT "  # prefixes the probe's one line of JSON on stdout
 
-#: Every field of the b2c_pricing ``sale`` resource, in table order.
-SALE_COLUMNS = (
-    "location_id",
-    "product_id",
-    "sold_at",
-    "customer_id",
-    "sale_id",
-    "demand_units",
-    "demand_value",
-    "return_units",
-    "return_value",
-    "sales_units",
-    "sales_value",
-    "created_at",
-    "updated_at",
-    "returned_at",
-    "shipped_at",
-)
+#: Every field of the b2c_pricing ``sale`` resource, in catalogue (and table) order.
+SALE_COLUMNS = tuple(f.name for f in get_application(QP.application).resource(RESOURCE).fields)
 
 
 def select_sql(table: str) -> str:
@@ -48,22 +36,9 @@ def env_var(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
-def postgres_conn_json(params: dict[str, Any]) -> str:
-    """An ``AIRFLOW_CONN_*`` value for the throwaway server of ``tests.pg.postgres_server``."""
-    return json.dumps(
-        {
-            "conn_type": "postgres",
-            "host": params["host"],
-            "port": params["port"],
-            "login": params["user"],
-            "schema": params["dbname"],
-        }
-    )
-
-
 def peak_conn_json(url: str, **extra: Any) -> str:
     """An ``AIRFLOW_CONN_*`` value for a ``peak`` connection to the emulator's QP_OOTB solution."""
-    base = {"solution_name": SOLUTION, "application": "b2c_pricing", "prefix": "QP_", "suffix": "_OOTB"}
+    base = {"solution_name": QP.name, "application": QP.application, "prefix": QP.prefix, "suffix": QP.suffix}
     return json.dumps({"conn_type": "peak", "host": url, "password": TOKEN, "extra": {**base, **extra}})
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import subprocess
 import sys
@@ -22,10 +21,10 @@ from benchmarks.common import (
     env_var,
     machine_busy,
     peak_conn_json,
-    postgres_conn_json,
 )
 from benchmarks.emulator_proc import EmulatorProcess
 from benchmarks.warehouse import connect
+from tests.pg import postgres_conn_json
 
 
 @dataclass
@@ -136,9 +135,6 @@ class Bench:
         env[env_var(PEAK_CONN_ID)] = peak_conn_json(emulator.url, **extra)
         return env
 
-    def probe_spec(self, emulator: EmulatorProcess, mode: str, table: str, **extra: Any) -> dict[str, Any]:
-        return {"mode": mode, "table": table, "ingest_url": emulator.ingest_url, **extra}
-
     def measure(
         self,
         emulator: EmulatorProcess,
@@ -156,7 +152,7 @@ class Bench:
         """
         emulator.reset()
         self.quiet.wait()
-        spec = self.probe_spec(emulator, mode, table[0], **spec_extra)
+        spec = {"mode": mode, "table": table[0], "ingest_url": emulator.ingest_url, **spec_extra}
         servers = {"emulator": emulator.pid, "postgres": self.pg_pid}
         before = {name: tree_cpu(pid) for name, pid in servers.items()}
         result = run_probe(spec, self.probe_env(emulator, conn_extra), prefix or [])
@@ -196,7 +192,3 @@ def run_probe(spec: dict[str, Any], env: dict[str, str], prefix: list[str]) -> d
     if result["rows_accepted"] != result["rows_read"]:
         raise RuntimeError(f"probe {spec['mode']}: {result['rows_read']} rows read, {result['rows_accepted']} accepted")
     return result
-
-
-def expected_requests(rows: int, max_rows: int) -> int:
-    return math.ceil(rows / max_rows)

@@ -55,7 +55,7 @@ def run_provider(spec: dict[str, Any]) -> dict[str, Any]:
         dry_run=spec.get("dry_run", False),
     )
     summary = task.execute({"outlet_events": OutletEventAccessors()})
-    return {k: summary[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "requests", "bytes_sent")}
+    return {k: summary[k] for k in ("rows_read", "rows_accepted", "requests")}
 
 
 def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
         batch_rows=spec["batch_rows"],
         dry_run=spec.get("dry_run", False),
     )
-    return {"rows_read": len(records), "rows_accepted": accepted, "rows_rejected": 0, "requests": requests_sent}
+    return {"rows_read": len(records), "rows_accepted": accepted, "requests": requests_sent}
 
 
 def _warm_imports() -> None:

@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: py-spy samples per second.
+PROFILE_RATE = 250
+
 #: (stage, substrings of an innermost frame that put a sample in it), first match wins.
 CLIENT_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("fetch: psycopg server-side cursor", ("psycopg",)),
@@ -59,12 +62,23 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def record_command(out: Path, target: Sequence[str] = (), pid: int | None = None, rate: int = 250) -> list[str]:
+def record_command(out: Path, target: Sequence[str] = (), pid: int | None = None) -> list[str]:
     """``py-spy record`` of a command (``target``) or of a running process (``pid``)."""
     exe = py_spy()
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
-    cmd = [exe, "record", "--gil", "--nonblocking", "--rate", str(rate), "--format", "raw", "--output", str(out)]
+    cmd = [
+        exe,
+        "record",
+        "--gil",
+        "--nonblocking",
+        "--rate",
+        str(PROFILE_RATE),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+    ]
     return [*cmd, "--pid", str(pid)] if pid is not None else [*cmd, "--", *target]
 
 

@@ -69,11 +69,16 @@ def missed_by(measured: float, target: float, higher_is_better: bool = True) -> 
     return f"missed by {gap:.0%}"
 
 
+def of_variant(runs: Sequence[Run], variant: str, table_rows: int | None = None) -> list[Run]:
+    """The runs of one load variant (optionally of one table size)."""
+    return [r for r in runs if r.variant == variant and (table_rows is None or r.table_rows == table_rows)]
+
+
 def throughput_rows(runs: Sequence[Run], variants: Sequence[str]) -> list[list[str]]:
     """Rows/s, seconds, requests and 429s per variant (median, min to max over the runs)."""
     out = []
     for variant in variants:
-        vr = [r for r in runs if r.variant == variant]
+        vr = of_variant(runs, variant)
         out.append(
             [
                 variant,
@@ -95,7 +100,7 @@ def cpu_rows(runs: Sequence[Run], variants: Sequence[str]) -> list[list[str]]:
     """Average cores used by each process during the load, and CPU microseconds per row."""
     out = []
     for variant in variants:
-        vr = [r for r in runs if r.variant == variant]
+        vr = of_variant(runs, variant)
         cells = [variant]
         cells += [Spread.of(r.cores(n) for r in vr).fmt(".2f") for n in ("client", "emulator", "postgres", "other")]
         cells += [Spread.of(r.cpu_us_per_row(n) for r in vr).fmt(".1f") for n in ("client", "emulator")]

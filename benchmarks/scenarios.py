@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import tempfile
@@ -12,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.emulator_proc import EmulatorProcess, emulator_args, running_emulator
-from benchmarks.harness import Bench, Run, expected_requests
+from benchmarks.harness import Bench, Run
 from benchmarks.profiling import (
     CLIENT_STAGES,
     EMULATOR_STAGES,
+    PROFILE_RATE,
     Profile,
     aggregate,
     in_client_load,
@@ -28,8 +30,10 @@ from benchmarks.report import (
     THROUGHPUT_HEADERS,
     Goal,
     Section,
+    Spread,
     cpu_rows,
     missed_by,
+    of_variant,
     runs_detail,
     spread,
     table,
@@ -39,6 +43,7 @@ from peak_provider.extras import EXTRAS
 
 API_ROWS_PER_S = 50 * 500  # 50 requests/s x 500 rows/request
 IN_FLIGHT = EXTRAS["max_in_flight"].default  # the connection default
+PACED_RPS = 49.5  # 50 requests/s less the client RateLimiter's 1% headroom (transport.RateLimiter)
 CEILING_TARGET = 0.9 * API_ROWS_PER_S
 SPEEDUP_TARGET = 4.0
 CPU_TARGET = 50_000
@@ -57,10 +62,6 @@ class Sizes:
 
 FULL = Sizes()
 SMOKE = Sizes(throughput=3_000, memory=(1_000, 4_000))
-
-
-def _of(runs: Sequence[Run], variant: str, table_rows: int | None = None) -> list[Run]:
-    return [r for r in runs if r.variant == variant and (table_rows is None or r.table_rows == table_rows)]
 
 
 DRY_RUN = "provider, dryRun"
@@ -121,13 +122,13 @@ def ceiling(bench: Bench, table_: Table) -> Section:
                 f"max_in_flight {IN_FLIGHT}, requests_per_second 50, 500 rows/request); the naive loop posts 500-row "
                 "batches.",
                 f"Ceiling of the API: {API_ROWS_PER_S:,} rows/s; the client paces at 1.01/50 s between requests "
-                f"(49.5 requests/s, {49.5 * 500:,.0f} rows/s at most).",
+                f"({PACED_RPS} requests/s, {PACED_RPS * 500:,.0f} rows/s at most).",
                 f"*{DRY_RUN}* (supplementary): the same provider load with `dry_run=True`, so the emulator validates "
                 "every row but does not store it. The client's work is the same; it shows what the provider does "
                 "when the server is not short of CPU (the real API does not run on the Airflow worker's cores).",
             ],
         )
-    provider, naive, dry = _of(runs, "provider"), _of(runs, "naive"), _of(runs, DRY_RUN)
+    provider, naive, dry = of_variant(runs, "provider"), of_variant(runs, "naive"), of_variant(runs, DRY_RUN)
     variants = ("provider", "naive", DRY_RUN)
     section.lines += table(THROUGHPUT_HEADERS, throughput_rows(runs, variants))
     section.lines += ["CPU during the loads (average cores over the load; µs of CPU per row):", ""]
@@ -139,11 +140,12 @@ def ceiling(bench: Bench, table_: Table) -> Section:
 
 def _ceiling_reading(provider: list[Run], naive: list[Run]) -> list[str]:
     per_request = spread(naive, lambda r: r.seconds / r.requests).median * 1000
-    pacing = spread(provider, lambda r: r.requests_per_s).median / 49.5
+    pacing = spread(provider, lambda r: r.requests_per_s).median / PACED_RPS
     return [
         f"The naive loop spends {per_request:.0f} ms per request (100 ms latency, then the emulator's work and its "
         f"own encoding), one request at a time: at most {500 / per_request * 1000:,.0f} rows/s whatever the CPU. "
-        f"The provider keeps up to 8 requests in flight and reached {pacing:.0%} of its own 49.5 requests/s pacing.",
+        f"The provider keeps up to {IN_FLIGHT} requests in flight and reached {pacing:.0%} of its own {PACED_RPS} "
+        "requests/s pacing.",
         "",
     ]
 
@@ -176,7 +178,7 @@ def _ceiling_goals(provider: list[Run], naive: list[Run], dry: list[Run]) -> lis
     if rate.median < CEILING_TARGET:
         why_rate = (
             f"{missed_by(rate.median, CEILING_TARGET)}: {spread(provider, lambda r: r.requests_per_s).median:.1f} "
-            f"requests/s against 49.5 paced; {_cpu_budget_note(provider)}. "
+            f"requests/s against {PACED_RPS} paced; {_cpu_budget_note(provider)}. "
             + _emulator_bound(provider, dry, API_ROWS_PER_S)
         )
     return [
@@ -218,18 +220,18 @@ def cpu(bench: Bench, table_: Table, profile: bool = True) -> Section:
                 "(fetch + validate + serialise + send, one Python process, so one core at most).",
             ],
         )
-    provider = _of(runs, "provider")
+    provider = of_variant(runs, "provider")
     per_cpu = spread(provider, lambda r: r.client_rows_per_cpu_s)
+    naive_per_cpu = spread(of_variant(runs, "naive"), lambda r: r.client_rows_per_cpu_s)
     section.lines += table(THROUGHPUT_HEADERS, throughput_rows(runs, ("provider", "naive")))
     section.lines += table(
-        ("load", "client rows per CPU-second"),
-        [[v, spread(_of(runs, v), lambda r: r.client_rows_per_cpu_s).fmt()] for v in ("provider", "naive")],
+        ("load", "client rows per CPU-second"), [["provider", per_cpu.fmt()], ["naive", naive_per_cpu.fmt()]]
     )
     section.lines += ["CPU during the loads:", ""]
     section.lines += table(CPU_HEADERS, cpu_rows(runs, ("provider", "naive")))
     section.lines += _cpu_reading(provider)
     section.lines += _profile_lines(profiled)
-    section.goals, section.runs = _cpu_goals(provider, per_cpu.median, profiled), runs
+    section.goals, section.runs = _cpu_goals(provider, per_cpu, profiled), runs
     return section
 
 
@@ -244,14 +246,14 @@ def _cpu_reading(provider: list[Run]) -> list[str]:
     ]
 
 
-def _cpu_goals(provider: list[Run], per_cpu: float, profiled: Profiled) -> list[Goal]:
+def _cpu_goals(provider: list[Run], per_cpu: Spread, profiled: Profiled) -> list[Goal]:
     wall = spread(provider, lambda r: r.rows_per_s)
     why = ""
-    if per_cpu < CPU_TARGET and not isinstance(profiled, str):
+    if per_cpu.median < CPU_TARGET and not isinstance(profiled, str):
         stages = ", ".join(f"{name} {share:.0%}" for name, share in profiled[0].top(profiled[0].stages, 4))
-        why = f"{missed_by(per_cpu, CPU_TARGET)}; client CPU by stage: {stages}."
-    elif per_cpu < CPU_TARGET:
-        why = missed_by(per_cpu, CPU_TARGET)
+        why = f"{missed_by(per_cpu.median, CPU_TARGET)}; client CPU by stage: {stages}."
+    elif per_cpu.median < CPU_TARGET:
+        why = missed_by(per_cpu.median, CPU_TARGET)
     wall_why = ""
     if wall.median < CPU_TARGET:
         wall_why = (
@@ -262,8 +264,8 @@ def _cpu_goals(provider: list[Run], per_cpu: float, profiled: Profiled) -> list[
         Goal(
             "2. CPU",
             f">= {CPU_TARGET:,} rows/s on one core (client rows per CPU-second)",
-            f"{spread(provider, lambda r: r.client_rows_per_cpu_s).fmt()}",
-            per_cpu >= CPU_TARGET,
+            per_cpu.fmt(),
+            per_cpu.median >= CPU_TARGET,
             why,
         ),
         Goal("2. CPU", f"(same, as wall rows/s of the pipeline, >= {CPU_TARGET:,})", wall.fmt(), None, wall_why),
@@ -307,7 +309,8 @@ def _profile_lines(profiled: Profiled) -> list[str]:
     client, server, run = profiled
     client_us, server_us = run.cpu_us_per_row("client"), run.cpu_us_per_row("emulator")
     lines += [
-        "One extra provider run (not timed) under `py-spy record --gil --nonblocking --rate 250 --format raw`: the "
+        f"One extra provider run (not timed) under `py-spy record --gil --nonblocking --rate {PROFILE_RATE} "
+        "--format raw`: the "
         "client probe as a child of py-spy, the emulator attached by pid. Shares are of samples holding the GIL "
         "(Python CPU time), attributed to the innermost Python frame (self time; C calls count in their caller). "
         "C code that runs without the GIL (SQLite inside the emulator, socket I/O) is not sampled, so the emulator's "
@@ -357,20 +360,23 @@ def memory(bench: Bench, small: Table, large: Table) -> Section:
     return section
 
 
+def _peak_rss(runs: list[Run], variant: str, rows: int) -> Spread:
+    return spread(of_variant(runs, variant, rows), lambda r: r.peak_rss_mb)
+
+
 def _memory_table(runs: list[Run], small: int, large: int) -> list[str]:
     rows = []
     for variant in ("provider", "naive"):
-        s, big = _of(runs, variant, small), _of(runs, variant, large)
-        base = spread(s + big, lambda r: r.rss_before_mb)
-        growth = spread(big, lambda r: r.peak_rss_mb).median / spread(s, lambda r: r.peak_rss_mb).median - 1
+        base = spread(of_variant(runs, variant, small) + of_variant(runs, variant, large), lambda r: r.rss_before_mb)
+        at_small, at_large = _peak_rss(runs, variant, small), _peak_rss(runs, variant, large)
         rows.append(
             [
                 variant,
                 base.fmt(".0f"),
-                spread(s, lambda r: r.peak_rss_mb).fmt(".0f"),
-                spread(big, lambda r: r.peak_rss_mb).fmt(".0f"),
-                f"{growth:+.1%}",
-                spread(big, lambda r: r.rows_per_s).fmt(),
+                at_small.fmt(".0f"),
+                at_large.fmt(".0f"),
+                f"{at_large.median / at_small.median - 1:+.1%}",
+                spread(of_variant(runs, variant, large), lambda r: r.rows_per_s).fmt(),
             ]
         )
     headers = ("load", "RSS after imports MiB", f"peak RSS {small:,} rows MiB", f"peak RSS {large:,} rows MiB")
@@ -378,10 +384,8 @@ def _memory_table(runs: list[Run], small: int, large: int) -> list[str]:
 
 
 def _memory_goals(runs: list[Run], small: int, large: int) -> list[Goal]:
-    p_small = spread(_of(runs, "provider", small), lambda r: r.peak_rss_mb).median
-    p_large = spread(_of(runs, "provider", large), lambda r: r.peak_rss_mb).median
-    n_small = spread(_of(runs, "naive", small), lambda r: r.peak_rss_mb).median
-    n_large = spread(_of(runs, "naive", large), lambda r: r.peak_rss_mb).median
+    p_small, p_large = _peak_rss(runs, "provider", small).median, _peak_rss(runs, "provider", large).median
+    n_small, n_large = _peak_rss(runs, "naive", small).median, _peak_rss(runs, "naive", large).median
     growth = p_large / p_small - 1
     per_row = (n_large - n_small) * 1024 / max(large - small, 1)
     return [
@@ -406,37 +410,46 @@ def _memory_goals(runs: list[Run], small: int, large: int) -> list[Goal]:
 # --- 4. larger limits ------------------------------------------------------------------------------
 
 LARGER_EXTRA = {"max_rows_per_request": 2000, "max_request_bytes": 1_000_000}
+LARGER_ROWS, LARGER_BYTES = LARGER_EXTRA["max_rows_per_request"], LARGER_EXTRA["max_request_bytes"]
+
+
+def _expected_requests(rows: int) -> int:
+    """Requests for ``rows`` if every request carried LARGER_ROWS rows (no byte-cap splits)."""
+    return math.ceil(rows / LARGER_ROWS)
 
 
 def larger_limits(bench: Bench, table_: Table) -> Section:
-    """2000 rows / 1 MB per request at 100 ms latency: rows/s and how often the byte cap closed a batch."""
-    with running_emulator(emulator_args(latency_ms=100, max_rows=2000)) as emu:
-        runs = _paired_runs(bench, emu, table_, LARGER_EXTRA, batch_rows=2000)
-        section = Section("4. Larger limits: 2000 rows and 1 MB per request, 100 ms latency")
+    """LARGER_ROWS rows / LARGER_BYTES per request at 100 ms latency: rows/s and how often the byte cap closed a batch."""
+    with running_emulator(emulator_args(latency_ms=100, max_rows=LARGER_ROWS)) as emu:
+        runs = _paired_runs(bench, emu, table_, LARGER_EXTRA, batch_rows=LARGER_ROWS)
+        section = Section(
+            f"4. Larger limits: {LARGER_ROWS} rows and {LARGER_BYTES / 1e6:.0f} MB per request, 100 ms latency"
+        )
         section.lines += _setup_lines(
             emu,
             LARGER_EXTRA,
-            [f"Table `{table_[0]}` ({table_[1]:,} rows); the naive loop posts 2000-row batches."],
+            [f"Table `{table_[0]}` ({table_[1]:,} rows); the naive loop posts {LARGER_ROWS}-row batches."],
         )
     section.lines += table(THROUGHPUT_HEADERS, throughput_rows(runs, ("provider", "naive")))
     section.lines += ["CPU during the loads:", ""]
     section.lines += table(CPU_HEADERS, cpu_rows(runs, ("provider", "naive")))
-    section.lines += _split_lines(_of(runs, "provider"))
-    section.lines += _larger_reading(_of(runs, "provider"))
+    section.lines += _split_lines(of_variant(runs, "provider"))
+    section.lines += _larger_reading(of_variant(runs, "provider"))
     section.goals, section.runs = _larger_goals(runs), runs
     return section
 
 
 def _split_lines(provider: list[Run]) -> list[str]:
     run = provider[0]
-    by_rows = expected_requests(run.rows, 2000)
+    by_rows = _expected_requests(run.rows)
     per_row = run.bytes_received / max(run.rows, 1)
-    fits = "stay under" if 2000 * per_row < 1_000_000 else "would pass"
+    fits = "stay under" if LARGER_ROWS * per_row < LARGER_BYTES else "would pass"
+    mb = f"{LARGER_BYTES / 1e6:.0f} MB"
     return [
         f"Requests sent by the provider: {run.requests} for {run.rows:,} rows; {by_rows} if every request carried "
-        f"2000 rows, so the 1 MB byte cap closed **{run.requests - by_rows}** batch(es) early. Mean body "
+        f"{LARGER_ROWS} rows, so the {mb} byte cap closed **{run.requests - by_rows}** batch(es) early. Mean body "
         f"{run.bytes_received / max(run.requests, 1) / 1000:,.0f} kB, ~{per_row:,.0f} bytes per encoded `sale` row: "
-        f"2000 rows ({2000 * per_row / 1e6:.2f} MB) {fits} 1 MB.",
+        f"{LARGER_ROWS} rows ({LARGER_ROWS * per_row / 1e6:.2f} MB) {fits} {mb}.",
         "",
     ]
 
@@ -445,7 +458,8 @@ def _larger_reading(provider: list[Run]) -> list[str]:
     rate = spread(provider, lambda r: r.rows_per_s).median
     client = spread(provider, lambda r: r.cpu_us_per_row("client")).median
     return [
-        f"At 2000 rows per request the API's own ceiling is 50 x 2000 = 100,000 rows/s, beyond what one process "
+        f"At {LARGER_ROWS} rows per request the API's own ceiling is 50 x {LARGER_ROWS} = {50 * LARGER_ROWS:,} "
+        "rows/s, beyond what one process "
         f"can encode: the client spends {client:.1f} µs of CPU per row ({1e6 / client:,.0f} rows per CPU-second). "
         f"The provider reached {rate:,.0f} rows/s. " + _emulator_bound(provider, [], None),
         "",
@@ -453,14 +467,14 @@ def _larger_reading(provider: list[Run]) -> list[str]:
 
 
 def _larger_goals(runs: list[Run]) -> list[Goal]:
-    provider, naive = _of(runs, "provider"), _of(runs, "naive")
+    provider, naive = of_variant(runs, "provider"), of_variant(runs, "naive")
     rate = spread(provider, lambda r: r.rows_per_s)
     speedup = rate.median / spread(naive, lambda r: r.rows_per_s).median
-    splits = provider[0].requests - expected_requests(provider[0].rows, 2000)
+    splits = provider[0].requests - _expected_requests(provider[0].rows)
     return [
         Goal(
             "4. Larger limits",
-            "rows/s at 2000 rows/request (no target)",
+            f"rows/s at {LARGER_ROWS} rows/request (no target)",
             f"{rate.fmt()} rows/s, {speedup:.1f}x naive",
             None,
             f"requests: {provider[0].requests}, byte-cap splits: {splits}",

@@ -74,14 +74,9 @@ def postgres() -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def postgres_conn_id(postgres: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> str:
     """An Airflow ``postgres`` connection (env var) to the session's server."""
-    conn = {
-        "conn_type": "postgres",
-        "host": postgres["host"],
-        "port": postgres["port"],
-        "login": postgres["user"],
-        "schema": postgres["dbname"],
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_PG_WAREHOUSE", json.dumps(conn))
+    from tests.pg import postgres_conn_json
+
+    monkeypatch.setenv("AIRFLOW_CONN_PG_WAREHOUSE", postgres_conn_json(postgres))
     return "pg_warehouse"
 
 

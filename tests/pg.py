@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import socket
@@ -77,3 +78,9 @@ def load_sql(params: dict[str, object], dbname: str, path: Path, user: str | Non
         text=True,
     )
     assert done.returncode == 0, f"psql -f {path} failed: {done.stderr[-3000:]}"
+
+
+def postgres_conn_json(params: dict[str, object]) -> str:
+    """An ``AIRFLOW_CONN_*`` value (a ``postgres`` connection) for a server of :func:`postgres_server`."""
+    conn = {"conn_type": "postgres", "host": params["host"], "port": params["port"], "login": params["user"]}
+    return json.dumps({**conn, "schema": params["dbname"]})
