@@ -14,16 +14,18 @@ from urllib.parse import parse_qs, unquote
 
 from peak_provider.emulator import errors
 from peak_provider.emulator.catalog import Catalog, column_json
-from peak_provider.emulator.config import Limits
+from peak_provider.emulator.config import DEFAULT_PORT, Limits
 from peak_provider.emulator.errors import ApiError
 from peak_provider.emulator.faults import Decision, FaultInjector, Faults
-from peak_provider.emulator.ratelimit import RateLimiter
+from peak_provider.emulator.ratelimit import TenantRateLimit
 from peak_provider.emulator.stats import Recorder
 from peak_provider.emulator.store import Store, failed_table
 
 logger = logging.getLogger(__name__)
 _INGEST = re.compile(r"/api/v2/(?:ingest/object|objects)/([^/]+)")
 _ADD_ATTRIBUTE = re.compile(r"/api/v2/schema/([^/]+)/add-attribute")
+#: First path segments under ``/api/v2`` that are Peak's; any other ``/api/v2`` path is Airflow's REST API.
+_PEAK_V2 = frozenset({"ingest", "objects", "schema"})
 _OPERATIONS = ("UPSERT", "APPEND")
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -73,6 +75,14 @@ def _parse_json(body: bytes) -> Any:
         raise ApiError(400, errors.MALFORMED_JSON, "REQUEST", f"The body is not valid JSON: {exc}") from None
 
 
+def _is_airflow_path(route: str) -> bool:
+    """``/execution/...`` (the Task Execution API) or an ``/api/v2/...`` path that is not Peak's."""
+    parts = route.split("/")[1:]
+    if parts[:1] == ["execution"]:
+        return True
+    return parts[:2] == ["api", "v2"] and (len(parts) < 3 or parts[2] not in _PEAK_V2)
+
+
 def _bad_body(message: str) -> ApiError:
     return ApiError(400, errors.INVALID_BODY, "REQUEST", message)
 
@@ -97,12 +107,12 @@ class EmulatorApp:
         self.limits = limits
         self.initial_faults = faults
         self.injector = FaultInjector(faults)
-        self.limiter = RateLimiter(limits.requests_per_second)
+        self.limiter = TenantRateLimit(limits.requests_per_second, limits.rate_limit_mode, limits.rate_limit_scope)
         self.recorder = recorder
         self.base_paths = sorted({b.rstrip("/") for b in base_paths}, key=len, reverse=True)
 
     def reset(self) -> None:
-        """Clear rows, failed rows, stats, the request log, rate buckets and custom attributes;
+        """Clear rows, failed rows, stats, the request log, rate-limit state and custom attributes;
         restore the fault configuration given at construction."""
         self.store.reset()
         self.recorder.reset()
@@ -124,6 +134,8 @@ class EmulatorApp:
         route = self._route(req.path)
         if route is not None and (route == "/_emulator" or route.startswith("/_emulator/")):
             return self._control(req, route)
+        if route is not None and _is_airflow_path(route):
+            return self._misdirected(req)
         decision = self.injector.decide()
         if decision.delay:
             time.sleep(decision.delay)
@@ -154,6 +166,20 @@ class EmulatorApp:
             failed=result.failed if result else 0,
             fault=fault,
         )
+
+    def _misdirected(self, req: Request) -> Outcome:
+        """421 for Airflow api-server paths, before auth and faults, so a port clash explains itself."""
+        err = ApiError(
+            421,
+            errors.MISDIRECTED,
+            "MISDIRECTED",
+            f"Misdirected request to {req.path}: this is the Peak emulator, not Airflow's api-server. "
+            "Airflow calls its api-server at [core] execution_api_server_url and [api] base_url "
+            f"(http://localhost:8080 by default): run peak-emulator on another port (its default is {DEFAULT_PORT}) "
+            "and keep those settings pointing at the api-server.",
+        )
+        self._record(req, err.status, None)
+        return Outcome(err.status, _encode(err.body()).encode(), err.headers)
 
     def _injected(self, decision: Decision) -> _Result:
         if decision.kind == "throttle":
@@ -214,7 +240,7 @@ class EmulatorApp:
             )
 
     def _admit(self, req: Request) -> None:
-        """Authenticate, then rate-limit, per token."""
+        """Authenticate, then rate-limit (per tenant, or per token)."""
         given = req.authorization
         token = None
         if given is not None:
@@ -226,15 +252,16 @@ class EmulatorApp:
                 hint = "; send the raw token, without a 'Bearer ' prefix"
             message = "Missing Authorization header" if given is None else f"Invalid API token{hint}"
             raise ApiError(401, errors.UNAUTHORIZED, "AUTHENTICATION", message)
-        wait = self.limiter.acquire(token)
-        if wait:
-            raise ApiError(
-                429,
-                errors.RATE_LIMITED,
-                "THROTTLING",
-                f"Rate limit of {self.limiter.rate:g} requests per second exceeded; retry after {wait} s",
-                {"Retry-After": str(wait)},
-            )
+        throttled = self.limiter.acquire(token)
+        if throttled is None:
+            return
+        budget = f"Rate limit of {self.limiter.rate:g} requests per second per {self.limiter.scope} exceeded"
+        if throttled.retry_after is None:
+            raise ApiError(429, errors.RATE_LIMITED, "THROTTLING", f"{budget} in this one-second window")
+        wait = throttled.retry_after
+        raise ApiError(
+            429, errors.RATE_LIMITED, "THROTTLING", f"{budget}; retry after {wait} s", {"Retry-After": str(wait)}
+        )
 
     def _check_size(self, req: Request) -> None:
         if req.too_large:

@@ -10,7 +10,15 @@ import threading
 from collections.abc import Sequence
 from typing import IO, Any
 
-from peak_provider.emulator.config import DEFAULT_SOLUTIONS, Limits, Solution
+from peak_provider.emulator.config import (
+    DEFAULT_PORT,
+    DEFAULT_SOLUTIONS,
+    RATE_LIMIT_MODES,
+    RATE_LIMIT_SCOPES,
+    UPSERT_MODES,
+    Limits,
+    Solution,
+)
 from peak_provider.emulator.faults import Faults
 from peak_provider.emulator.server import Emulator
 
@@ -21,7 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Local, offline emulator of the Peak ingestion API (for DAG development and tests).",
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address (loopback only unless --allow-remote)")
-    p.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (default 8080)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port; 0 picks a free one (default {DEFAULT_PORT}, not Airflow's 8080)",
+    )
     p.add_argument("--allow-remote", action="store_true", help="allow binding to a non-loopback address")
     p.add_argument(
         "--token", action="append", default=[], help="accepted API token (repeatable); generated when omitted"
@@ -36,7 +49,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=":memory:", help="sqlite file to store rows in (default in memory)")
     p.add_argument("--max-rows", type=int, default=500, help="rows per request limit, 0 disables (500)")
     p.add_argument("--max-bytes", type=int, default=1_000_000, help="body size limit, 0 disables (1000000)")
-    p.add_argument("--rps", type=float, default=50, help="requests per second per token, 0 disables (50)")
+    p.add_argument(
+        "--rps", type=float, default=50, help="requests per second (per --rate-limit-scope), 0 disables (50)"
+    )
+    p.add_argument(
+        "--rate-limit-mode",
+        choices=RATE_LIMIT_MODES,
+        default="token-bucket",
+        help="token-bucket: 429 with Retry-After; fixed-window: at most --rps per wall-clock second, "
+        "429 without Retry-After (token-bucket)",
+    )
+    p.add_argument(
+        "--rate-limit-scope",
+        choices=RATE_LIMIT_SCOPES,
+        default="tenant",
+        help="tenant: one budget shared by every token and solution; token: one budget per token (tenant)",
+    )
+    p.add_argument(
+        "--upsert",
+        choices=UPSERT_MODES,
+        default="replace",
+        help="UPSERT of a stored key: replace the whole row, or merge the sent columns into it (replace)",
+    )
     p.add_argument(
         "--base-path",
         action="append",
@@ -91,7 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             tokens=tokens,
             solutions=solutions,
             db=args.db,
-            limits=Limits(args.max_rows or None, args.max_bytes or None, args.rps or None),
+            limits=Limits(
+                args.max_rows or None,
+                args.max_bytes or None,
+                args.rps or None,
+                rate_limit_mode=args.rate_limit_mode,
+                rate_limit_scope=args.rate_limit_scope,
+            ),
+            upsert=args.upsert,
             faults=faults,
             host=args.host,
             port=args.port,
@@ -129,6 +170,8 @@ def _banner(emulator: Emulator, *, generated: bool, out: IO[str]) -> None:
         f"  token{' (generated)' if generated else ''}: {emulator.token}",
         "  solutions: "
         + ", ".join(f"{s.name} ({s.application}, objects {s.prefix}<OBJECT>{s.suffix})" for s in emulator.solutions),
+        f"  limits: {_describe(emulator.limits)}",
+        f"  UPSERT: {_UPSERT[emulator.upsert]}",
         f"  inspect: {emulator.url}/_emulator/stats  {emulator.url}/_emulator/objects",
         "",
     ]
@@ -138,3 +181,17 @@ def _banner(emulator: Emulator, *, generated: bool, out: IO[str]) -> None:
     lines.append("")
     lines.append("Press Ctrl+C to stop.")
     print("\n".join(lines), file=out, flush=True)
+
+
+_UPSERT = {"replace": "the sent row replaces the stored row", "merge": "the sent columns overwrite the stored row's"}
+
+
+def _describe(limits: Limits) -> str:
+    rows = limits.max_rows_per_request or "unlimited"
+    size = limits.max_request_bytes or "unlimited"
+    rate = (
+        f"{limits.requests_per_second:g} requests/s per {limits.rate_limit_scope} ({limits.rate_limit_mode})"
+        if limits.requests_per_second
+        else "no rate limit"
+    )
+    return f"{rows} rows and {size} bytes per request, {rate}"

@@ -1,4 +1,4 @@
-"""Emulator configuration: solutions (what a tenant can load into) and request limits."""
+"""Emulator configuration: solutions (what a tenant can load into), request limits and UPSERT semantics."""
 
 from __future__ import annotations
 
@@ -61,13 +61,41 @@ DEFAULT_SOLUTIONS = (
 )
 
 
+#: Port ``peak-emulator`` listens on by default: no Airflow component's default (api-server 8080, log
+#: servers 8793/8794, scheduler health 8974, Flower 5555).
+DEFAULT_PORT = 8787
+
+#: ``token-bucket``: capacity ``rate``, refilled ``rate``/s, 429 with ``Retry-After``;
+#: ``fixed-window``: at most ``rate`` requests per wall-clock second, 429 without ``Retry-After``.
+RATE_LIMIT_MODES = ("token-bucket", "fixed-window")
+#: ``tenant``: one budget for the whole emulator (every token and solution); ``token``: one per token.
+RATE_LIMIT_SCOPES = ("tenant", "token")
+#: What ``UPSERT`` does to a stored row with the same primary key: ``replace`` it with the sent row, or
+#: ``merge`` the sent columns into it (columns not sent keep their stored values).
+UPSERT_MODES = ("replace", "merge")
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Request limits; ``0`` or ``None`` disables one. ``requests_per_second`` is per token."""
+    """Request limits; ``0`` or ``None`` disables one.
+
+    ``requests_per_second`` is enforced per ``rate_limit_scope`` (one tenant by default) the way
+    ``rate_limit_mode`` says (see :data:`RATE_LIMIT_MODES`, :data:`RATE_LIMIT_SCOPES`).
+    """
 
     max_rows_per_request: int | None = 500
     max_request_bytes: int | None = 1_000_000
     requests_per_second: float | None = 50
+    rate_limit_mode: str = "token-bucket"
+    rate_limit_scope: str = "tenant"
+
+    def __post_init__(self) -> None:
+        if self.rate_limit_mode not in RATE_LIMIT_MODES:
+            raise ValueError(f"Unknown rate limit mode {self.rate_limit_mode!r}; known: {', '.join(RATE_LIMIT_MODES)}")
+        if self.rate_limit_scope not in RATE_LIMIT_SCOPES:
+            raise ValueError(
+                f"Unknown rate limit scope {self.rate_limit_scope!r}; known: {', '.join(RATE_LIMIT_SCOPES)}"
+            )
 
 
 def is_loopback(host: str) -> bool:

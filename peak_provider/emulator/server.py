@@ -210,7 +210,9 @@ class Emulator:
     :param solutions: :class:`Solution` objects or ``NAME:APPLICATION:PREFIX:SUFFIX`` strings;
         defaults to ``INV_OOTB`` (inventory) and ``QP_OOTB`` (b2c_pricing).
     :param db: sqlite path, ``":memory:"`` by default.
-    :param limits: request limits (:class:`Limits`).
+    :param limits: request limits and how the rate limit is enforced (:class:`Limits`).
+    :param upsert: ``"replace"`` (default) stores the sent row in place of the stored one with the same
+        primary key; ``"merge"`` writes only the sent columns over it.
     :param faults: fault injection (:class:`Faults` or a dict of its fields); :meth:`reset` restores it.
     :param port: ``0`` picks a free port.
     :param base_paths: path prefixes the API is served under (``""`` is the root).
@@ -232,6 +234,7 @@ class Emulator:
         allow_remote: bool = False,
         access_log: str | IO[str] | None = None,
         request_log_size: int = 100_000,
+        upsert: str = "replace",
     ):
         if not allow_remote and not is_loopback(host):
             raise ValueError(
@@ -255,7 +258,7 @@ class Emulator:
         self.app = EmulatorApp(
             tokens=self.tokens,
             catalog=Catalog(self.solutions),
-            store=Store(db),
+            store=Store(db, upsert),
             limits=self.limits,
             faults=_as_faults(faults),
             recorder=Recorder(request_log_size, stream),
@@ -316,9 +319,14 @@ class Emulator:
 
     @property
     def url(self) -> str:
-        """Base URL without a base path, e.g. ``http://127.0.0.1:8080``."""
+        """Base URL without a base path, e.g. ``http://127.0.0.1:8787``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self._port}"
+
+    @property
+    def upsert(self) -> str:
+        """``"replace"`` or ``"merge"``: what an ``UPSERT`` does to a stored row with the same key."""
+        return self.app.store.upsert
 
     @property
     def token(self) -> str:
@@ -343,7 +351,7 @@ class Emulator:
         return self.app.recorder.entries()
 
     def reset(self) -> None:
-        """Clear stored and failed rows, stats, the request log, rate buckets, custom attributes and
+        """Clear stored and failed rows, stats, the request log, rate-limit state, custom attributes and
         fault state (the construction-time fault configuration is restored)."""
         self.app.reset()
 

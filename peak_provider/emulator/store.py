@@ -9,6 +9,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from peak_provider.emulator.config import UPSERT_MODES
+
+#: Primary keys per ``SELECT … IN (…)`` when merging (well under SQLite's bound-parameter limit).
+_MERGE_CHUNK = 500
+
 
 def _unserialisable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
@@ -43,11 +48,16 @@ class Store:
     """One sqlite connection guarded by a lock; writes go through ``executemany``.
 
     Rows are stored as sent (keys normalised to the catalogue names) in insertion order. ``UPSERT``
-    replaces every stored row with the same primary key (the new row goes to the end of the order).
+    replaces every stored row with the same primary key by one row (it goes to the end of the order):
+    the sent row (``upsert="replace"``), or the latest stored row with the sent columns written over
+    it (``upsert="merge"``).
     """
 
-    def __init__(self, path: str = ":memory:"):
+    def __init__(self, path: str = ":memory:", upsert: str = "replace"):
+        if upsert not in UPSERT_MODES:
+            raise ValueError(f"Unknown UPSERT mode {upsert!r}; known: {', '.join(UPSERT_MODES)}")
         self.path = path
+        self.upsert = upsert
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         if path != ":memory:":
@@ -86,7 +96,15 @@ class Store:
         """Store valid ``rows`` (UPSERT or APPEND) and ``failed`` entries in one transaction."""
         if not rows and not failed:
             return
-        if operation == "UPSERT" and primary_key:
+        upsert = operation == "UPSERT" and bool(primary_key)
+        merge = upsert and self.upsert == "merge"
+        sent: dict[str, dict[str, Any]] = {}
+        records: list[tuple[str, str]] = []
+        if merge:
+            for row in rows:
+                key = _key(row, primary_key)
+                sent[key] = {**sent[key], **row} if key in sent else row
+        elif upsert:
             latest: dict[str, str] = {}
             for row in rows:
                 latest[_key(row, primary_key)] = _dumps(row)
@@ -100,7 +118,13 @@ class Store:
             t = _quote(object_name)
             self._conn.execute("BEGIN")
             try:
-                if operation == "UPSERT" and primary_key:
+                if merge:
+                    stored = self._latest(t, list(sent))
+                    records = [
+                        (key, _dumps({**json.loads(stored[key]), **row} if key in stored else row))
+                        for key, row in sent.items()
+                    ]
+                if upsert:
                     self._conn.executemany(f"DELETE FROM {t} WHERE pk = ?", [(r[0],) for r in records])
                 self._conn.executemany(f"INSERT INTO {t} (pk, data) VALUES (?, ?)", records)
                 if failed_records:
@@ -113,6 +137,16 @@ class Store:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    def _latest(self, table: str, keys: list[str]) -> dict[str, str]:
+        """The latest stored row (JSON text) per primary key of ``keys`` that has one."""
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), _MERGE_CHUNK):
+            chunk = keys[i : i + _MERGE_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT pk, data FROM {table} WHERE pk IN ({marks}) ORDER BY seq"
+            found.update(self._conn.execute(query, chunk).fetchall())
+        return found
 
     def rows(self, object_name: str) -> list[dict[str, Any]]:
         """Stored rows of ``object_name`` in insertion order ([] for an object never written)."""

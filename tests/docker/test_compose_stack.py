@@ -27,7 +27,7 @@ import yaml
 from tests.airflow_services import admin_cursor, free_port, stop_process_group
 from tests.pg import load_sql
 
-pytestmark = pytest.mark.airflow3
+pytestmark = [pytest.mark.airflow3, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker" / "docker-compose.yaml"
@@ -74,7 +74,7 @@ def stack(postgres: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
         for container_path, local in paths.items():
             value = value.replace(container_path, str(local))
         value = value.replace("localhost:8080", f"localhost:{api_port}").replace("--port 8080", f"--port {api_port}")
-        return value.replace("127.0.0.1:8081", f"127.0.0.1:{emu_port}").replace("--port=8081", f"--port={emu_port}")
+        return value.replace("127.0.0.1:8787", f"127.0.0.1:{emu_port}").replace("--port=8787", f"--port={emu_port}")
 
     def env_of(name: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}

@@ -210,6 +210,16 @@ def test_emulator_binds_loopback_and_serves_the_connections_solutions(services):
             )
 
 
+def test_emulator_port_is_free_of_every_airflow_port_in_the_shared_namespace(services):
+    emulator_port = build_parser().parse_args(command(services["peak-emulator"])[3:]).port
+    airflow_ports = {8793, 8794, 8974}  # log servers and scheduler health check (defaults)
+    airflow_ports.add(int(" ".join(command(services["airflow-apiserver"])).split("--port ")[1].split()[0]))
+    for name in AIRFLOW_SERVICES:
+        execution_api = environment(services[name])["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+        airflow_ports.add(int(execution_api.split(":")[2].split("/")[0]))
+    assert emulator_port not in airflow_ports, (emulator_port, airflow_ports)
+
+
 def test_connections_variables_and_pool_of_the_example_dags(services):
     dags_source = "\n".join(p.read_text() for p in (REPO / "dags").glob("*.py"))
     init_script = " ".join(command(services["airflow-init"]))
@@ -259,7 +269,7 @@ def test_every_peak_connection_passes_the_live_emulator(services, tmp_path):
         tested = 0
         for conn_id, conn in connections(services, "airflow-scheduler").items():
             if conn["conn_type"] == "peak":
-                conn["host"] = conn["host"].replace(":8081", f":{port}")
+                conn["host"] = conn["host"].replace(":8787", f":{port}")
                 with pytest.MonkeyPatch.context() as mp:
                     mp.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
                     ok, message = PeakHook(peak_conn_id=conn_id).test_connection()

@@ -1,12 +1,60 @@
-"""UPSERT vs APPEND vs dryRun, and a file-backed store."""
+"""UPSERT (replace or merge) vs APPEND vs dryRun, and a file-backed store."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 
+import pytest
+
 from peak_provider.emulator import Emulator
 from tests.emulator.helpers import PRODUCTS, product
+
+
+def test_upsert_replaces_the_whole_row_by_default(api):
+    assert api.emulator.upsert == "replace"
+    api.ingest([product(product_name="Widget", product_description="blue")])
+    api.ingest([product(pack_size=6)])  # product_name and product_description not sent
+    assert api.emulator.rows(PRODUCTS) == [product(pack_size=6)]
+
+
+def test_upsert_merge_overwrites_only_the_sent_columns(peak_emulator_factory, make_api):
+    emu = peak_emulator_factory(upsert="merge")
+    api = make_api(emu)
+    api.ingest([product(product_name="Widget", product_description="blue"), product(product_id="P2")])
+    r = api.ingest([product(pack_size=6), product(product_id="P3", product_name="new")])
+    assert r.json()["accepted"] == 2
+    assert emu.rows(PRODUCTS) == [
+        product(product_id="P2"),
+        product(pack_size=6, product_name="Widget", product_description="blue"),  # moved to the end, merged
+        product(product_id="P3", product_name="new"),  # no stored row: stored as sent
+    ]
+    api.ingest([product(product_name=None)])  # a null that is sent is written (pack_size 12 is sent too)
+    assert emu.rows(PRODUCTS)[-1] == product(product_name=None, product_description="blue")
+
+
+def test_upsert_merge_within_one_batch_and_over_appended_duplicates(peak_emulator_factory, make_api):
+    emu = peak_emulator_factory(upsert="merge")
+    api = make_api(emu)
+    appended = [product(product_name="first", minimum_order_quantity=1), product(minimum_order_quantity=2)]
+    api.ingest(appended, op="APPEND")
+    # rows of one request merge in order, over the latest stored row of the key; one row remains
+    api.ingest([product(product_description="a", product_name="batch"), product(product_description="b")])
+    assert emu.rows(PRODUCTS) == [product(product_name="batch", product_description="b", minimum_order_quantity=2)]
+
+
+def test_upsert_merge_applies_to_upserts_only(peak_emulator_factory, make_api):
+    emu = peak_emulator_factory(upsert="merge")
+    api = make_api(emu)
+    api.ingest([product(product_name="Widget")])
+    api.ingest([product()], op="APPEND")
+    api.ingest([product(product_id="P2")], dryRun=True)
+    assert emu.rows(PRODUCTS) == [product(product_name="Widget"), product()]
+
+
+def test_unknown_upsert_mode_is_refused():
+    with pytest.raises(ValueError, match="UPSERT mode 'patch'"):
+        Emulator(upsert="patch")
 
 
 def test_upsert_replaces_by_primary_key(api):

@@ -1,0 +1,84 @@
+"""The pytest plugin's options set the fixtures' rate-limit scope and mode and UPSERT mode (run in a child pytest)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+INNER_TEST = """
+import requests
+
+from peak_provider.emulator import Limits
+
+
+def test_options_reach_both_fixtures(peak_emulator, peak_emulator_factory):
+    expected = Limits(rate_limit_mode=EXPECTED_MODE, rate_limit_scope=EXPECTED_SCOPE)
+    assert peak_emulator.limits == expected and peak_emulator.upsert == EXPECTED_UPSERT
+    emu = peak_emulator_factory(tokens=["a", "b"], limits=Limits(requests_per_second=1, rate_limit_scope=EXPECTED_SCOPE))
+    assert emu.upsert == EXPECTED_UPSERT
+    url = emu.url + "/api/v2/ingest/object/INV_PRODUCTS_OOTB"
+    body = {"solutionName": "INV_OOTB", "operationType": "UPSERT", "data": []}
+    statuses = [requests.post(url, json=body, headers={"Authorization": t}, timeout=5).status_code for t in "ab"]
+    assert statuses == EXPECTED_STATUSES
+
+
+def test_an_explicit_argument_wins(peak_emulator_factory):
+    assert peak_emulator_factory(upsert="replace").upsert == "replace"
+"""
+
+
+def _run_inner(tmp_path: Path, *args: str, ini: str = "", **expected: object) -> subprocess.CompletedProcess[str]:
+    source = INNER_TEST
+    for name, value in expected.items():
+        source = source.replace(name, repr(value))
+    (tmp_path / "test_inner.py").write_text(source)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n" + ini)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_defaults_are_one_tenant_token_bucket_replace(tmp_path):
+    done = _run_inner(
+        tmp_path,
+        EXPECTED_MODE="token-bucket",
+        EXPECTED_SCOPE="tenant",
+        EXPECTED_UPSERT="replace",
+        EXPECTED_STATUSES=[200, 429],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+
+
+def test_command_line_and_ini_options(tmp_path):
+    done = _run_inner(
+        tmp_path,
+        "--peak-emulator-rate-limit-scope=token",
+        "--peak-emulator-upsert",
+        "merge",
+        ini="peak_emulator_rate_limit_mode = fixed-window\n",
+        EXPECTED_MODE="fixed-window",
+        EXPECTED_SCOPE="token",
+        EXPECTED_UPSERT="merge",
+        EXPECTED_STATUSES=[200, 200],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+
+
+def test_a_bad_ini_value_is_a_usage_error(tmp_path):
+    done = _run_inner(
+        tmp_path,
+        ini="peak_emulator_rate_limit_scope = solution\n",
+        EXPECTED_MODE="token-bucket",
+        EXPECTED_SCOPE="tenant",
+        EXPECTED_UPSERT="replace",
+        EXPECTED_STATUSES=[200, 429],
+    )
+    assert done.returncode != 0
+    assert "peak_emulator_rate_limit_scope = 'solution'" in done.stdout + done.stderr
