@@ -8,18 +8,21 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 VENV2 := .venv-airflow2
 CONSTRAINTS2 := constraints/airflow-2.11.2-py3.11.txt
 
-.PHONY: install test lint demo bench clean test-airflow2
+.PHONY: install test test-fast lint demo bench clean test-airflow2
 
-# A venv with the provider and its test extras: $(1) the venv, $(2) the constraints file.
+# A venv with the provider and its test extras: $(1) the venv, $(2) the constraints file, $(3) the extras
+# (default: test).
 define make_venv
 	$(PYTHON) -m venv $(1)
 	$(1)/bin/pip install -q --upgrade pip
-	$(1)/bin/pip install -q -c $(2) -e ".[test]"
+	$(1)/bin/pip install -q -c $(2) -e ".[$(or $(3),test)]"
 	touch $@
 endef
 
+# The Airflow 3.3 venv also gets the optional [openlineage] extra; .venv-airflow2 runs without it.
+VENV_EXTRAS := test,openlineage
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
-	$(call make_venv,$(VENV),$(CONSTRAINTS))
+	$(call make_venv,$(VENV),$(CONSTRAINTS),$(VENV_EXTRAS))
 
 install: $(BIN)/.installed
 
@@ -30,8 +33,17 @@ lint: install
 
 test: install lint
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-redis.sh
 	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
+
+# For iterating: the suite without the `slow` tests (Airflow processes, the UI, big streams) and without lint.
+test-fast: install
+	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-redis.sh
+	@start=$$(date +%s%N); $(BIN)/python -m pytest -m "not slow"; status=$$?; \
+	ms=$$(( ($$(date +%s%N) - start) / 1000000 )); \
+	echo "make test-fast: $$((ms / 1000)).$$((ms % 1000 / 100)) s wall time"; exit $$status
 
 # The suite on the oldest Airflow we support, in its own venv (tests needing Airflow 3 skip with the reason).
 $(VENV2)/bin/.installed: pyproject.toml $(CONSTRAINTS2)
@@ -39,6 +51,7 @@ $(VENV2)/bin/.installed: pyproject.toml $(CONSTRAINTS2)
 
 test-airflow2: $(VENV2)/bin/.installed
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-redis.sh
 	$(VENV2)/bin/python -m pytest -p no:cacheprovider
 
 demo: install

@@ -1,0 +1,584 @@
+"""How fast this process may send to one tenant: Retry-After, adaptive pacing, and an optional budget in Redis.
+
+- :func:`parse_retry_after` reads a ``Retry-After`` header (delta-seconds or an HTTP date) and never raises.
+- :class:`AdaptivePacer` spaces request starts evenly at a current rate shared by every thread of the process
+  for one tenant. The rate starts at ``requests_per_second`` and never goes above it. A throttle (429, or 503
+  with ``Retry-After``) cuts it and pauses all of the process's sending. Successes bring it back along botocore's
+  CUBIC curve (``botocore/retries/throttling.py``). With no throttles the pacing is the plain ``1.01 / rate``
+  spacing.
+- :class:`SharedBudget` also draws every request slot from one schedule per tenant in Redis: a "next free slot"
+  (GCRA) Lua script that runs atomically against Redis's own clock, so every worker on every machine is spaced
+  at ``requests_per_second`` in total. If Redis cannot be reached, it logs one warning and falls back to the
+  pacer.
+- :func:`budget_key` names a tenant's budget without the token; :func:`redis_client` builds the ``redis``
+  client (an optional dependency, imported lazily) from an Airflow ``redis`` connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import redis
+
+log = logging.getLogger(__name__)
+
+#: Requests are spaced ``HEADROOM / rate`` apart: 1% headroom for network jitter, which a server-side token
+#: bucket of the same rate accepts without a single 429.
+HEADROOM = 1.01
+#: A ``Retry-After`` longer than this (about 31 years) is reported as ``math.inf``: "too long".
+TOO_LONG = 1e9
+
+_DELTA_SECONDS = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
+    """``Retry-After`` in seconds from delta-seconds or an HTTP date; ``None`` when absent or unusable.
+
+    Negative waits and dates in the past give ``0.0``. A wait that is infinite or longer than
+    :data:`TOO_LONG` gives ``math.inf``. Callers compare it with their own bound and must never sleep on it.
+    ``nan`` and garbage give ``None``. This function never raises.
+
+    :param now: the wall clock that HTTP dates are measured against.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.lower().lstrip("+-") in ("inf", "infinity"):
+        return 0.0 if text.startswith("-") else math.inf
+    if _DELTA_SECONDS.fullmatch(text):
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+            if when.tzinfo is None:  # "-0000": UTC without a claim about local time
+                when = when.replace(tzinfo=UTC)
+            seconds = when.timestamp() - now()
+        except (TypeError, ValueError, OverflowError, IndexError, OSError):
+            return None
+    if math.isnan(seconds):
+        return None
+    if seconds > TOO_LONG:
+        return math.inf
+    return max(0.0, seconds)
+
+
+class RateControl(Protocol):
+    """What the transport needs from a rate controller: :class:`AdaptivePacer` or :class:`SharedBudget`."""
+
+    def acquire(self) -> float: ...
+
+    def on_throttle(self, retry_after: float | None = None, *, sent_at: float | None = None) -> float: ...
+
+    def on_success(self) -> None: ...
+
+    @property
+    def throttled(self) -> int: ...
+
+    @property
+    def throttle_wait_seconds(self) -> float: ...
+
+
+class AdaptivePacer:
+    """Even spacing at a current rate that adapts to throttling; thread-safe, one per tenant and process.
+
+    :param rate: the configured ``requests_per_second``, which is also the ceiling. ``0`` or less means no limit.
+        In that case only throttle pauses apply, plus the cuts once a send rate has been measured.
+    :param backoff: the first pause after a throttle without ``Retry-After``. It doubles with each consecutive
+        throttle, is capped at ``backoff_max``, and is jittered by a factor between 0.5 and 1.
+    :param max_pause: the longest pause that one throttle can impose. A caller that wants to fail the load on
+        a longer ``Retry-After`` checks that before it calls :meth:`on_throttle`.
+    :param clock: a monotonic clock (injectable, like ``sleep`` and ``rand``, so tests run on a fake clock).
+    :param sleep: blocks the calling thread.
+    :param rand: uniform in [0, 1), for the jitter.
+    """
+
+    #: CUBIC constants, as in botocore: the cut factor and the curve's scale (requests/s per s³).
+    BETA = 0.7
+    SCALE = 0.4
+    #: Jitter added to a ``Retry-After`` wait: uniform in [0, max(MIN_JITTER, JITTER * wait)].
+    JITTER = 0.2
+    MIN_JITTER = 0.1
+    #: Send-rate measurement: an exponential moving average over half-second buckets (botocore's RateClocker).
+    _BUCKET = 0.5
+    _SMOOTHING = 0.8
+    _STALE = 5.0  # a gap this long between sends makes the measurement start again
+
+    _shared: ClassVar[dict[tuple[str, float], AdaptivePacer]] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        backoff: float = 1.0,
+        backoff_max: float = 60.0,
+        max_pause: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ):
+        self.max_rate = rate if rate > 0 else math.inf
+        self.min_rate = min(0.5, self.max_rate)
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.max_pause = max_pause
+        self._clock = clock
+        self._sleep = sleep
+        self._rand = rand
+        self._lock = threading.Lock()
+        self.rate = self.max_rate
+        self._interval = self._interval_at(self.rate)
+        self._next = -math.inf  # earliest start of the next request
+        self._pause_until = -math.inf  # no request starts before this (process-wide throttle pause)
+        self._pause_seq = 0  # bumped whenever the pause is extended, so sleeping threads re-check it
+        self._paused_through = -math.inf  # end of the pause time already counted in throttle_wait_seconds
+        self._engaged = False  # off the plain fast path: a throttle cut the rate and it has not recovered
+        self._w_max = self.max_rate
+        self._k = 0.0
+        self._last_cut = -math.inf
+        self._consecutive = 0  # throttle events since the last success (for the backoff without Retry-After)
+        self._measured = 0.0
+        self._count = 0
+        self._last_bucket = math.floor(clock() / self._BUCKET) * self._BUCKET
+        self._throttled = 0
+        self._throttle_wait = 0.0
+
+    @classmethod
+    def shared(cls, key: str, rate: float) -> AdaptivePacer:
+        """One pacer per tenant key and rate in this process, shared by every hook that uses it."""
+        with cls._shared_lock:
+            pacer = cls._shared.get((key, rate))
+            if pacer is None:
+                pacer = cls._shared[(key, rate)] = cls(rate)
+            return pacer
+
+    @property
+    def throttled(self) -> int:
+        """Throttle responses reported to this pacer (cumulative for the process: diff it per load)."""
+        return self._throttled
+
+    @property
+    def throttle_wait_seconds(self) -> float:
+        """Wall-clock seconds that requests of this process waited for throttle pauses to end (cumulative)."""
+        return self._throttle_wait
+
+    def pause_remaining(self) -> float:
+        """Seconds left of the current throttle pause (0 when sending is not paused)."""
+        return max(0.0, self._pause_until - self._clock())
+
+    def acquire(self) -> float:
+        """Block until the next request may start; return its start time on this pacer's clock.
+
+        Pass the returned value as ``sent_at`` to :meth:`on_throttle` if that request is throttled.
+        """
+        while True:
+            with self._lock:
+                now = self._clock()
+                if self._pause_until > now:
+                    self._count_pause(now)
+                    # The pause is not a slower send rate: measure again from where it ends.
+                    resume = math.floor(self._pause_until / self._BUCKET) * self._BUCKET
+                    if resume > self._last_bucket:
+                        self._last_bucket, self._count = resume, 0
+                start = max(now, self._next, self._pause_until)
+                self._next = start + self._interval
+                self._record(start)
+                seq = self._pause_seq
+            if start > now:
+                self._sleep(start - now)
+            if seq == self._pause_seq or self._clock() >= self._pause_until:
+                return start
+            # A throttle paused the process while this thread waited for its slot: queue behind the pause.
+
+    def on_throttle(self, retry_after: float | None = None, *, sent_at: float | None = None) -> float:
+        """Report a throttled request: cut the rate (once per event) and pause every thread's sending.
+
+        The pause lasts ``retry_after`` plus jitter. Without a ``retry_after``, it is an exponential backoff
+        with jitter. A throttle of a request sent before the last cut (``sent_at``, the value
+        :meth:`acquire` returned) belongs to the same event: it can lengthen the pause but does not cut again.
+        Without ``sent_at``, throttles that arrive while a pause is in force belong to the same event.
+        Returns the seconds left until sending resumes.
+        """
+        with self._lock:
+            now = self._clock()
+            self._throttled += 1
+            new_event = now >= self._pause_until if sent_at is None else sent_at > self._last_cut
+            if new_event:
+                self._consecutive += 1
+                self._cut(now)
+            if retry_after is not None and not math.isnan(retry_after):
+                retry_after = max(0.0, retry_after)
+                if math.isfinite(retry_after):
+                    wait = retry_after + self._rand() * max(self.MIN_JITTER, self.JITTER * retry_after)
+                else:
+                    wait = math.inf
+            elif new_event:
+                doubling = min(self._consecutive - 1, 32)
+                wait = min(self.backoff_max, self.backoff * 2.0**doubling) * (0.5 + 0.5 * self._rand())
+            else:
+                wait = 0.0
+            wait = min(wait, self.max_pause)
+            if now + wait > self._pause_until:
+                self._pause_until = now + wait
+                self._pause_seq += 1
+            return max(0.0, self._pause_until - now)
+
+    def on_success(self) -> None:
+        """Report a request that was not throttled: the rate climbs back along the CUBIC curve."""
+        if not self._engaged and not self._consecutive:
+            return  # the lone task's path: nothing to recover
+        with self._lock:
+            self._consecutive = 0
+            if not self._engaged:
+                return
+            rate = self.SCALE * (self._clock() - self._last_cut - self._k) ** 3 + self._w_max
+            if rate >= self.max_rate:
+                self._engaged = False  # fully recovered: back to the plain spacing
+            self._set_rate(rate)
+
+    def _cut(self, now: float) -> None:
+        """Multiplicative decrease from the lower of the current and the measured send rate."""
+        base = min(self.rate, self._measured) if self._measured > 0 else self.rate
+        if math.isinf(base):
+            return  # no limit and nothing measured yet: only the pause applies
+        self._w_max = base
+        self._k = (base * (1 - self.BETA) / self.SCALE) ** (1 / 3)
+        self._last_cut = now
+        self._engaged = True
+        self._set_rate(base * self.BETA)
+
+    def _set_rate(self, rate: float) -> None:
+        self.rate = min(self.max_rate, max(self.min_rate, rate))
+        self._interval = self._interval_at(self.rate)
+
+    @staticmethod
+    def _interval_at(rate: float) -> float:
+        return HEADROOM / rate if math.isfinite(rate) else 0.0
+
+    def _record(self, start: float) -> None:
+        """Count one send in the measured-rate average (called with the lock held)."""
+        bucket = math.floor(start / self._BUCKET) * self._BUCKET
+        self._count += 1
+        if bucket - self._last_bucket > self._STALE:
+            self._measured, self._count, self._last_bucket = 0.0, 1, bucket
+        elif bucket > self._last_bucket:
+            current = self._count / (bucket - self._last_bucket)
+            self._measured = current * self._SMOOTHING + self._measured * (1 - self._SMOOTHING)
+            self._count, self._last_bucket = 0, bucket
+
+    def _count_pause(self, now: float) -> None:
+        """Add the part of the current pause not yet counted (called with the lock held)."""
+        since = max(now, self._paused_through)
+        if self._pause_until > since:
+            self._throttle_wait += self._pause_until - since
+            self._paused_through = self._pause_until
+
+
+# KEYS[1]: the budget; ARGV[1]: the spacing in microseconds. The key holds the earliest free slot in
+# microseconds of Redis's clock. Returns {slot, now}: the caller sends at `slot`, i.e. after slot - now.
+# string.format('%d') because Lua's tostring() would round a 16-digit number.
+_NEXT_SLOT = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+if slot < now then slot = now end
+local free = slot + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%d', free), 'PX', math.floor((free - now) / 1000) + 1000)
+return {slot, now}
+"""
+
+# KEYS[1]: the budget; ARGV[1]: a pause in microseconds. No slot is handed out before now + pause.
+_PUSH = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local free = now + tonumber(ARGV[1])
+if free > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], string.format('%d', free), 'PX', math.floor((free - now) / 1000) + 1000)
+end
+return free
+"""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A request slot from Redis: ``start`` and Redis's ``now`` when it was drawn, in microseconds."""
+
+    start: int
+    now: int
+
+    @property
+    def wait(self) -> float:
+        """Seconds to wait before sending."""
+        return max(0, self.start - self.now) / 1e6
+
+
+class RedisSlots:
+    """The evenly spaced slot schedule of one budget key in Redis (GCRA against Redis's clock)."""
+
+    def __init__(self, client: redis.Redis, key: str, rate: float):
+        if not rate > 0:
+            raise ValueError(f"a shared request budget needs a positive rate, not {rate!r}")
+        self.key = key
+        self.interval_us = max(1, round(HEADROOM * 1e6 / rate))
+        self._next_slot = client.register_script(_NEXT_SLOT)
+        self._push = client.register_script(_PUSH)
+
+    def next_slot(self) -> Slot:
+        """Take the next free slot of the budget."""
+        start, now = self._next_slot(keys=[self.key], args=[self.interval_us])
+        return Slot(int(start), int(now))
+
+    def push(self, pause: float) -> None:
+        """Hand out no slot before ``pause`` seconds from now (a throttle seen by one worker pauses all)."""
+        self._push(keys=[self.key], args=[max(0, round(pause * 1e6))])
+
+
+class SharedBudget:
+    """Request slots drawn from one Redis budget per tenant, on top of the process's :class:`AdaptivePacer`.
+
+    Each request first passes the pacer (the process's throttle pause and its adaptive rate), then takes the
+    budget's next slot and waits for it. A throttle goes to the pacer and also pushes the budget's next slot
+    past the pause, for every worker. If Redis fails, one warning is logged and the pacer alone paces
+    requests; Redis is tried again every ``retry_down`` seconds.
+
+    :param scrub: removes secrets (the Redis password) from error text before it is logged.
+    :param name: how the warning names the budget store, e.g. the Airflow connection id.
+    """
+
+    _shared: ClassVar[dict[tuple[str, str, float], SharedBudget]] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(
+        self,
+        slots: RedisSlots,
+        pacer: AdaptivePacer,
+        *,
+        name: str = "redis",
+        scrub: Callable[[str], str] = lambda text: text,
+        retry_down: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.slots = slots
+        self.pacer = pacer
+        self.name = name
+        self.retry_down = retry_down
+        self._scrub = scrub
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._down_until: float | None = None
+        self._warned = False
+
+    @classmethod
+    def shared(cls, conn: RedisConnectionLike, key: str, rate: float) -> SharedBudget:
+        """One budget per Redis connection, tenant key and rate in this process, over the shared pacer."""
+        conn_id = str(getattr(conn, "conn_id", None) or f"{conn.host}:{conn.port}")
+        with cls._shared_lock:
+            budget = cls._shared.get((conn_id, key, rate))
+            if budget is None:
+                password = conn.password
+                budget = cls._shared[(conn_id, key, rate)] = cls(
+                    RedisSlots(redis_client(conn), key, rate),
+                    AdaptivePacer.shared(key, rate),
+                    name=f"connection {conn_id!r}",
+                    scrub=(lambda text: text.replace(password, "***")) if password else (lambda text: text),
+                )
+            return budget
+
+    @property
+    def throttled(self) -> int:
+        return self.pacer.throttled
+
+    @property
+    def throttle_wait_seconds(self) -> float:
+        return self.pacer.throttle_wait_seconds
+
+    @property
+    def available(self) -> bool:
+        """False while Redis is considered down (the pacer alone paces requests)."""
+        return self._down_until is None
+
+    def acquire(self) -> float:
+        """Block until this request's slot in the budget; return the pacer's start time (for ``sent_at``)."""
+        while True:
+            sent_at = self.pacer.acquire()
+            slot = self._draw()
+            if slot is None:
+                return sent_at
+            wait = min(slot.wait, self.pacer.max_pause)
+            if wait > 0:
+                self._sleep(wait)
+            if self.pacer.pause_remaining() <= 0:
+                return sent_at
+            # Throttled while waiting for the slot: wait out the pause and take a new slot.
+
+    def on_throttle(self, retry_after: float | None = None, *, sent_at: float | None = None) -> float:
+        """The pacer's cut and pause, and the same pause pushed to every worker of the budget."""
+        pause = self.pacer.on_throttle(retry_after, sent_at=sent_at)
+        if pause > 0 and self._usable():
+            try:
+                self.slots.push(pause)
+            except Exception as exc:  # the budget store must never fail a load
+                self._went_down(exc)
+        return pause
+
+    def on_success(self) -> None:
+        self.pacer.on_success()
+
+    def _usable(self) -> bool:
+        down_until = self._down_until
+        return down_until is None or self._clock() >= down_until
+
+    def _draw(self) -> Slot | None:
+        if not self._usable():
+            return None
+        try:
+            slot = self.slots.next_slot()
+        except Exception as exc:  # the budget store must never fail a load
+            self._went_down(exc)
+            return None
+        if self._down_until is not None:
+            with self._lock:
+                if self._down_until is not None:
+                    self._down_until = None
+                    log.info("Peak rate limit: the shared request budget (%s) answers again", self.name)
+        return slot
+
+    def _went_down(self, exc: Exception) -> None:
+        with self._lock:
+            self._down_until = self._clock() + self.retry_down
+            first, self._warned = not self._warned, True
+        problem = self._scrub(f"{type(exc).__name__}: {exc}")[:300]
+        if first:
+            log.warning(
+                "Peak rate limit: the shared request budget (%s) is unavailable (%s); this process paces "
+                "itself (adaptive) and retries the budget every %.0fs",
+                self.name,
+                problem,
+                self.retry_down,
+            )
+        else:
+            log.debug("Peak rate limit: the shared request budget (%s) is still unavailable (%s)", self.name, problem)
+
+
+def budget_key(api_url: str, token: str, tenant: str | None = None) -> str:
+    """The Redis key of a tenant's budget.
+
+    It is ``peak:rate:<api host[:port]>:<sha256 of the token>``, or ``peak:rate:tenant:<tenant>`` when a
+    shared tenant name is given. The key never contains the token.
+    """
+    if tenant:
+        return f"peak:rate:tenant:{tenant}"
+    parts = urlsplit(api_url)
+    host = (parts.hostname or "").lower()
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"peak:rate:{host}:{hashlib.sha256(token.encode()).hexdigest()}"
+
+
+class RedisConnectionLike(Protocol):
+    """The parts of an Airflow ``Connection`` that :func:`redis_client` reads."""
+
+    @property
+    def conn_id(self) -> str | None: ...
+    @property
+    def conn_type(self) -> str | None: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def login(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def schema(self) -> str | None: ...
+    @property
+    def extra_dejson(self) -> Mapping[str, Any]: ...
+
+
+#: TLS extras passed to ``redis.Redis`` as they are (the names apache-airflow-providers-redis uses).
+_SSL_PATHS = ("ssl_ca_certs", "ssl_keyfile", "ssl_certfile")
+_SSL_CERT_REQS = ("required", "optional", "none")
+
+
+def _flag(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"{what} must be true or false, not {value!r}")
+
+
+def redis_client(conn: RedisConnectionLike) -> redis.Redis:
+    """A ``redis.Redis`` client for an Airflow ``redis`` connection (no I/O until it is first used).
+
+    It reads host, port, login (the ACL user), password and the database from the ``db`` extra, or
+    otherwise from the schema. With the ``ssl`` extra set to true it also reads ``ssl_cert_reqs``
+    (``required``, ``optional`` or ``none``), ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile`` and
+    ``ssl_check_hostname``. ``socket_timeout`` and ``socket_connect_timeout`` extras are optional. The
+    defaults are short and there is one immediate retry, so a Redis that is down is noticed within
+    seconds. Errors name the connection and never contain the password.
+    """
+    try:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+    except ImportError as exc:
+        raise ImportError(
+            "A shared request budget needs the redis client: pip install 'airflow-provider-peak[redis]'"
+        ) from exc
+    name = f"Redis connection {conn.conn_id!r}"
+    if conn.conn_type not in (None, "", "redis"):
+        raise ValueError(f"{name} has type {conn.conn_type!r}; the shared request budget needs a 'redis' connection")
+    extra = dict(conn.extra_dejson or {})
+    db: Any = extra.get("db", conn.schema or 0)
+    try:
+        db = int(db)
+        port = int(conn.port or 6379)
+        timeout = float(extra.get("socket_timeout", 5.0))
+        connect_timeout = float(extra.get("socket_connect_timeout", 2.0))
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: db, port and socket timeouts must be numbers") from None
+    password = conn.password if conn.password and conn.password.lower() not in ("none", "false") else None
+    kwargs: dict[str, Any] = {
+        "host": conn.host or "localhost",
+        "port": port,
+        "db": db,
+        "username": conn.login or None,
+        "password": password,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": connect_timeout,
+        "retry": Retry(NoBackoff(), 1),
+    }
+    if _flag(extra.get("ssl", False), f"{name}: extra 'ssl'"):
+        kwargs["ssl"] = True
+        cert_reqs = str(extra.get("ssl_cert_reqs", "required")).lower()
+        if cert_reqs not in _SSL_CERT_REQS:
+            raise ValueError(f"{name}: extra 'ssl_cert_reqs' must be one of {', '.join(_SSL_CERT_REQS)}")
+        kwargs["ssl_cert_reqs"] = cert_reqs
+        kwargs.update({key: extra[key] for key in _SSL_PATHS if extra.get(key)})
+        if "ssl_check_hostname" in extra:
+            kwargs["ssl_check_hostname"] = _flag(extra["ssl_check_hostname"], f"{name}: extra 'ssl_check_hostname'")
+    return redis.Redis(**kwargs)

@@ -1,0 +1,361 @@
+"""Retry-After parsing and the adaptive pacer on a fake clock (no real sleeping); Redis client settings."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import queue
+import random
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peak_provider.ratecontrol import HEADROOM, AdaptivePacer, budget_key, parse_retry_after, redis_client
+
+
+class FakeClock:
+    """A monotonic clock that only moves when a test sleeps on it or sets it."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        assert math.isfinite(seconds) and seconds >= 0, seconds
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
+def pacer_on(clock: FakeClock, rate: float = 50, **kwargs: object) -> AdaptivePacer:
+    return AdaptivePacer(rate, clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
+
+
+def gaps(starts: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(starts)]
+
+
+# --- Retry-After ---------------------------------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("5", 5.0),
+        (" 7 ", 7.0),
+        ("1.5", 1.5),
+        ("0", 0.0),
+        ("86400", 86400.0),
+        ("-1", 0.0),
+        ("-inf", 0.0),
+        ("nan", None),
+        ("NaN", None),
+        ("inf", math.inf),
+        ("Infinity", math.inf),
+        ("1e300", math.inf),
+        ("1e400", math.inf),
+        ("", None),
+        ("   ", None),
+        (None, None),
+        ("soon", None),
+        ("1_0", None),
+        ("0x10", None),
+        ("Sun, 29 Nov 2026 12:00:30 GMT", 30.0),
+        ("Sun, 29 Nov 2026 12:00:30 -0000", 30.0),
+        ("Sun, 29 Nov 2026 14:00:30 +0200", 30.0),
+        ("Sun, 29 Nov 2026 11:59:00 GMT", 0.0),
+        ("Sun, 99 Nov 2026 12:00:30 GMT", None),
+        ("Sun, 29 Foo 2026 12:00:30 GMT", None),
+    ],
+)
+def test_parse_retry_after(header: str | None, expected: float | None) -> None:
+    assert parse_retry_after(header, now=lambda: NOW) == expected
+
+
+@given(st.text())
+def test_parse_retry_after_never_raises(header: str) -> None:
+    value = parse_retry_after(header, now=lambda: NOW)
+    assert value is None or (value >= 0 and not math.isnan(value))
+
+
+# --- AdaptivePacer -------------------------------------------------------------------------------------------
+
+
+def test_without_throttles_the_spacing_is_the_plain_one() -> None:
+    clock = FakeClock()
+    pacer = pacer_on(clock, 50)
+    starts = []
+    for _ in range(200):
+        starts.append(pacer.acquire())
+        pacer.on_success()
+    assert starts[0] == 1000.0
+    assert gaps(starts) == pytest.approx([HEADROOM / 50] * 199, rel=1e-9)
+    assert clock.sleeps == pytest.approx([HEADROOM / 50] * 199, rel=1e-9)
+    assert (pacer.rate, pacer.throttled, pacer.throttle_wait_seconds) == (50, 0, 0.0)
+
+
+def run_at_full_speed(pacer: AdaptivePacer, n: int = 150) -> float:
+    start = 0.0
+    for _ in range(n):
+        start = pacer.acquire()
+        pacer.on_success()
+    return start
+
+
+def test_a_throttle_cuts_the_measured_rate_and_pauses() -> None:
+    clock = FakeClock()
+    pacer = pacer_on(clock, 50, rand=lambda: 0.5)
+    last = run_at_full_speed(pacer)  # about 3 s at 49.5 requests/s
+    at = clock.t
+    pause = pacer.on_throttle(1.0, sent_at=last)
+    assert pause == pytest.approx(1.0 + 0.5 * max(0.1, 0.2 * 1.0))
+    assert pacer.rate == pytest.approx(0.7 * 50 / HEADROOM, rel=0.05)
+    after = [pacer.acquire() for _ in range(5)]
+    assert after[0] == pytest.approx(at + pause)
+    assert gaps(after) == pytest.approx([HEADROOM / pacer.rate] * 4)
+    assert pacer.throttled == 1
+    assert pacer.throttle_wait_seconds == pytest.approx(pause)
+
+
+def test_the_rate_recovers_gradually_and_never_passes_the_configured_one() -> None:
+    clock = FakeClock()
+    pacer = pacer_on(clock, 50)
+    pacer.on_throttle(0.0, sent_at=run_at_full_speed(pacer))
+    cut = pacer.rate
+    rates = []
+    for _ in range(40):
+        clock.t += 0.25
+        pacer.on_success()
+        rates.append(pacer.rate)
+    assert rates == sorted(rates)  # climbs, never drops without a throttle
+    assert cut < rates[0] < 50
+    assert max(rates) == 50
+    assert sum(r < 50 for r in rates) >= 8  # took more than 2 s: gradual, not a jump
+    starts = [pacer.acquire() for _ in range(3)]
+    assert gaps(starts) == pytest.approx([HEADROOM / 50] * 2, rel=1e-9)  # back to the plain spacing
+
+
+def test_throttles_of_requests_sent_before_a_cut_cut_only_once() -> None:
+    clock = FakeClock()
+    pacer = pacer_on(clock, 50, rand=lambda: 0.0)
+    run_at_full_speed(pacer)
+    in_flight = [pacer.acquire() for _ in range(16)]
+    for sent_at in in_flight:
+        pacer.on_throttle(1.0, sent_at=sent_at)
+    once = pacer.rate
+    assert once == pytest.approx(0.7 * 50 / HEADROOM, rel=0.05)
+    assert pacer.throttled == 16
+    later = pacer.acquire()  # after the pause: a new event cuts again
+    pacer.on_throttle(1.0, sent_at=later)
+    assert pacer.rate == pytest.approx(0.7 * once)
+
+
+def test_without_sent_at_throttles_during_a_pause_are_one_event() -> None:
+    clock = FakeClock()
+    pacer = pacer_on(clock, 50, rand=lambda: 0.0)
+    run_at_full_speed(pacer)
+    for _ in range(10):
+        pacer.on_throttle(None)
+    assert pacer.rate == pytest.approx(0.7 * 50 / HEADROOM, rel=0.05)
+    assert pacer.throttled == 10
+
+
+def test_without_retry_after_the_pause_is_an_exponential_backoff() -> None:
+    clock = FakeClock()
+    pacer = pacer_on(clock, 50, backoff=1.0, backoff_max=5.0, rand=lambda: 1.0)
+    pauses = []
+    for _ in range(5):
+        pauses.append(pacer.on_throttle(None, sent_at=pacer.acquire()))
+    assert pauses == [1.0, 2.0, 4.0, 5.0, 5.0]
+    pacer.on_success()
+    assert pacer.on_throttle(None, sent_at=pacer.acquire()) == 1.0
+    low = pacer_on(FakeClock(), 50, backoff=1.0, rand=lambda: 0.0)
+    assert low.on_throttle(None) == 0.5  # the jitter takes up to half of the backoff off
+
+
+@pytest.mark.parametrize("retry_after", [0.0, 1.0, 30.0])
+def test_retry_after_jitter_is_bounded(retry_after: float) -> None:
+    bound = max(AdaptivePacer.MIN_JITTER, AdaptivePacer.JITTER * retry_after)
+    assert pacer_on(FakeClock(), rand=lambda: 0.0).on_throttle(retry_after) == retry_after
+    assert pacer_on(FakeClock(), rand=lambda: 0.999999).on_throttle(retry_after) <= retry_after + bound
+    rng = random.Random(7)
+    pauses = [pacer_on(FakeClock(), rand=rng.random).on_throttle(retry_after) for _ in range(200)]
+    assert all(retry_after <= p <= retry_after + bound for p in pauses)
+    assert max(pauses) - min(pauses) > bound / 2  # N processes do not come back in lock-step
+
+
+@pytest.mark.parametrize("retry_after", [math.inf, 1e300, float("nan"), -5.0])
+def test_unusable_waits_never_reach_sleep(retry_after: float) -> None:
+    clock = FakeClock()
+    pacer = pacer_on(clock, 50, max_pause=900.0)
+    pause = pacer.on_throttle(retry_after)
+    assert 0.0 <= pause <= 900.0
+    pacer.acquire()  # FakeClock.sleep asserts a finite, non-negative wait
+    assert clock.t == pytest.approx(1000.0 + pause)
+
+
+class GatedSleep:
+    """A sleep that blocks until the test releases it, moving the fake clock to the end of the sleep."""
+
+    def __init__(self, clock: FakeClock):
+        self.clock = clock
+        self.calls: queue.Queue[tuple[str, float, threading.Event]] = queue.Queue()
+
+    def __call__(self, seconds: float) -> None:
+        assert math.isfinite(seconds) and seconds >= 0
+        released = threading.Event()
+        self.calls.put((threading.current_thread().name, self.clock.t + seconds, released))
+        assert released.wait(10), "the test never released this sleep"
+
+    def next_call(self) -> tuple[str, float, threading.Event]:
+        return self.calls.get(timeout=10)
+
+    def release(self, call: tuple[str, float, threading.Event]) -> None:
+        _, until, released = call
+        self.clock.t = max(self.clock.t, until)
+        released.set()
+
+
+def test_a_throttle_pauses_every_thread_including_those_already_waiting() -> None:
+    clock = FakeClock()
+    gate = GatedSleep(clock)
+    pacer = AdaptivePacer(10, clock=clock, sleep=gate, rand=lambda: 0.0)
+    starts: dict[str, float] = {}
+
+    def worker() -> None:
+        starts[threading.current_thread().name] = pacer.acquire()
+
+    assert pacer.acquire() == 1000.0  # the first request goes at once
+    waiting = threading.Thread(target=worker, name="waiting")
+    waiting.start()
+    first_wait = gate.next_call()  # "waiting" sleeps until its slot at 1000.101
+    assert first_wait[:2] == ("waiting", pytest.approx(1000.0 + HEADROOM / 10))
+    pacer.on_throttle(2.0)  # the server asks every request to wait 2 s
+    late = [threading.Thread(target=worker, name=f"late{i}") for i in range(2)]
+    for thread in late:
+        thread.start()
+    calls = [gate.next_call(), gate.next_call()]
+    assert sorted(name for name, _, _ in calls) == ["late0", "late1"]
+    assert all(until >= 1002.0 for _, until, _ in calls)
+    gate.release(first_wait)  # "waiting" wakes at its old slot, sees the pause and queues behind it
+    again = gate.next_call()
+    assert again[0] == "waiting" and again[1] >= 1002.0
+    for call in sorted([*calls, again], key=lambda c: c[1]):
+        gate.release(call)
+    for thread in [waiting, *late]:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert all(start >= 1002.0 for start in starts.values())
+    ordered = sorted(starts.values())
+    assert min(gaps(ordered)) >= HEADROOM / 10 - 1e-9
+    assert pacer.throttle_wait_seconds == pytest.approx(2.0)  # wall-clock pause, not summed per thread
+
+
+events = st.lists(
+    st.one_of(
+        st.just(("acquire",)),
+        st.just(("success",)),
+        st.tuples(st.just("throttle"), st.one_of(st.none(), st.floats(0, 5)), st.booleans()),
+        st.tuples(st.just("advance"), st.floats(0, 3)),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events)
+def test_never_above_the_configured_rate(script: list[tuple]) -> None:
+    clock = FakeClock()
+    pacer = pacer_on(clock, 20, rand=random.Random(1).random)
+    starts: list[float] = []
+    for event in script:
+        if event[0] == "acquire":
+            starts.append(pacer.acquire())
+        elif event[0] == "success":
+            pacer.on_success()
+        elif event[0] == "throttle":
+            sent_at = starts[-1] if event[2] and starts else None
+            assert 0.0 <= pacer.on_throttle(event[1], sent_at=sent_at) <= pacer.max_pause
+        else:
+            clock.t += event[1]
+        assert pacer.min_rate <= pacer.rate <= 20
+    assert all(gap >= HEADROOM / 20 - 1e-9 for gap in gaps(starts))
+
+
+def test_shared_pacer_per_tenant_and_rate() -> None:
+    key = f"tenant-{uuid.uuid4()}"
+    assert AdaptivePacer.shared(key, 50) is AdaptivePacer.shared(key, 50)
+    assert AdaptivePacer.shared(key, 50) is not AdaptivePacer.shared(key, 25)
+    assert AdaptivePacer.shared(key, 50) is not AdaptivePacer.shared(f"{key}-other", 50)
+
+
+# --- Budget keys and the Redis client ------------------------------------------------------------------------
+
+
+def test_budget_key_names_host_and_token_hash_never_the_token() -> None:
+    token = "pat-very-secret-token-value"
+    key = budget_key("https://Service.Peak.ai/ingestion-api", token)
+    assert key == f"peak:rate:service.peak.ai:{hashlib.sha256(token.encode()).hexdigest()}"
+    assert token not in key
+    assert budget_key("http://127.0.0.1:8080", token) != budget_key("http://127.0.0.1:8081", token)
+    assert budget_key("https://ingestion.peak.ai", token) != budget_key("https://ingestion.peak.ai", "other")
+    assert budget_key("https://ingestion.peak.ai", token, tenant="acme") == "peak:rate:tenant:acme"
+
+
+def test_redis_client_reads_an_airflow_connection() -> None:
+    from airflow.models import Connection
+
+    conn = Connection(
+        conn_id="budget",
+        conn_type="redis",
+        host="127.0.0.1",
+        port=6390,
+        login="peak",
+        password="budget-password",
+        extra={"db": 3, "ssl": "true", "ssl_ca_certs": "/etc/ca.pem", "ssl_check_hostname": "false"},
+    )
+    kwargs = redis_client(conn).connection_pool.connection_kwargs
+    assert {k: kwargs[k] for k in ("host", "port", "db", "username", "password")} == {
+        "host": "127.0.0.1",
+        "port": 6390,
+        "db": 3,
+        "username": "peak",
+        "password": "budget-password",
+    }
+    assert (kwargs["ssl_cert_reqs"], kwargs["ssl_ca_certs"], kwargs["ssl_check_hostname"]) == (
+        "required",
+        "/etc/ca.pem",
+        False,
+    )
+    from_uri = redis_client(Connection(conn_id="uri", uri="redis://:budget-password@127.0.0.1:6380/2"))
+    plain = from_uri.connection_pool.connection_kwargs
+    assert (plain["port"], plain["db"], plain["password"]) == (6380, 2, "budget-password")
+    assert "ssl_cert_reqs" not in plain
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"conn_type": "http"}, "needs a 'redis' connection"),
+        ({"conn_type": "redis", "extra": {"db": "three"}}, "must be numbers"),
+        ({"conn_type": "redis", "extra": {"ssl": "maybe"}}, "must be true or false"),
+        ({"conn_type": "redis", "extra": {"ssl": True, "ssl_cert_reqs": "always"}}, "ssl_cert_reqs"),
+    ],
+)
+def test_redis_client_rejects_bad_settings_without_the_password(fields: dict, message: str) -> None:
+    from airflow.models import Connection
+
+    conn = Connection(conn_id="bad_budget", host="127.0.0.1", password="budget-password", **fields)
+    with pytest.raises(ValueError, match=message) as raised:
+        redis_client(conn)
+    assert "bad_budget" in str(raised.value)
+    assert "budget-password" not in str(raised.value)
