@@ -43,7 +43,7 @@ from peak_provider.extras import EXTRAS
 
 API_ROWS_PER_S = 50 * 500  # 50 requests/s x 500 rows/request
 IN_FLIGHT = EXTRAS["max_in_flight"].default  # the connection default
-PACED_RPS = 49.5  # 50 requests/s less the client RateLimiter's 1% headroom (transport.RateLimiter)
+PACED_RPS = 49.5  # 50 requests/s less the client pacing's 1% headroom (ratecontrol.HEADROOM)
 CEILING_TARGET = 0.9 * API_ROWS_PER_S
 SPEEDUP_TARGET = 4.0
 CPU_TARGET = 50_000

@@ -33,8 +33,12 @@ class PeakSettings:
     max_rows_per_request: int
     max_request_bytes: int
     requests_per_second: float
+    rate_limit_conn_id: str | None
+    rate_limit_tenant: str | None
+    max_throttle_wait: float
     max_in_flight: int
     timeout: float
+    request_deadline: float
     max_retries: int
     retry_backoff: float
     retry_backoff_max: float

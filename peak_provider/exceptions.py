@@ -1,4 +1,8 @@
-"""Typed errors: each says what went wrong in the caller's terms and never carries the token."""
+"""Typed errors: each says what went wrong in the caller's terms and never carries the token.
+
+Every error raised out of a load carries ``result``: the :class:`~peak_provider.result.IngestResult` so far,
+whose buckets (accepted, rejected, in doubt, unsent) add up to the rows read.
+"""
 
 from __future__ import annotations
 
@@ -8,38 +12,54 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 if TYPE_CHECKING:
     from peak_provider.result import IngestResult
+    from peak_provider.retries import Applied, Cause
 
 
 class PeakError(AirflowException):
-    """Base class of every error this provider raises."""
+    """Base class of every error this provider raises; ``result`` is the load's counts so far, if any."""
+
+    result: IngestResult | None = None
 
 
 class PeakConfigError(PeakError, ValueError):
     """The ``peak`` connection or an operator argument is missing or invalid."""
 
 
-class PeakAuthError(PeakError):
+class PeakHTTPError(PeakError):
+    """An API call failed for good: a status or network failure the retry table does not retry (any more).
+
+    :param status: the HTTP status, or ``None`` for a network failure.
+    :param cause: the classified cause (:class:`~peak_provider.retries.Cause`).
+    :param applied: whether Peak may have applied the request (:class:`~peak_provider.retries.Applied`).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        cause: Cause | None = None,
+        applied: Applied | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.cause = cause
+        self.applied = applied
+
+
+class PeakAuthError(PeakHTTPError):
     """The API refused the Personal Access Token (401/403). Not retried."""
 
 
-class PeakHTTPError(PeakError):
-    """A request failed for good: a non-retryable status, or retries ran out.
-
-    :param status: the HTTP status, or ``None`` for a connection error or timeout.
-    :param result: the partial :class:`IngestResult` of the load, when raised from ``ingest``.
-    """
-
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-        self.result: IngestResult | None = None
+class PeakSourceError(PeakError):
+    """Reading the rows to load failed (the warehouse query or the row iterator raised)."""
 
 
 class PeakRejectedRowsError(PeakError, AirflowFailException):
-    """More rows were rejected than the task allows (``max_rejected_rows``).
+    """More rows were rejected (or left in doubt) than the task allows.
 
-    The task fails without retries: the same rows would be rejected again.
+    The task fails without retries: the same rows would be rejected again, and rows in doubt are not
+    re-sent by a retry (they may have been stored).
     """
 
     def __init__(self, message: str, summary: dict[str, Any]):

@@ -53,7 +53,31 @@ EXTRAS: dict[str, Extra] = {
         "Max request bytes", "integer", 1_000_000, "Encoded body size cap per POST (API limit 1 MB).", minimum=1024
     ),
     "requests_per_second": Extra(
-        "Requests per second", "number", 50, "Tenant-wide request rate cap (API limit 50/s).", minimum=0.1
+        "Requests per second",
+        "number",
+        50,
+        "Tenant-wide request rate (API limit 50/s). Each process adapts to throttling; see rate_limit_conn_id.",
+        minimum=0.1,
+    ),
+    "rate_limit_conn_id": Extra(
+        "Shared rate limit (Redis connection id)",
+        "string",
+        None,
+        "Optional: a redis connection; every worker on every machine then draws from one request budget per "
+        "tenant there (needs the [redis] extra). Unreachable Redis falls back to adaptive pacing.",
+    ),
+    "rate_limit_tenant": Extra(
+        "Shared rate limit tenant",
+        "string",
+        None,
+        "Optional: name the budget explicitly (e.g. when several API hosts or tokens share one tenant's limit).",
+    ),
+    "max_throttle_wait": Extra(
+        "Max throttle wait (s)",
+        "number",
+        900,
+        "How long a request may keep being throttled (429) before the load fails as 'tenant saturated'.",
+        minimum=1,
     ),
     "max_in_flight": Extra(
         "Max in-flight requests",
@@ -62,7 +86,16 @@ EXTRAS: dict[str, Extra] = {
         "Concurrent requests per task: 16 reach 50 requests/s at up to ~300 ms per request.",
         minimum=1,
     ),
-    "timeout": Extra("Timeout (s)", "number", 60, "Per-request timeout in seconds.", minimum=0.1),
+    "timeout": Extra(
+        "Timeout (s)", "number", 60, "Longest wait for the connection or for the next bytes of an answer.", minimum=0.1
+    ),
+    "request_deadline": Extra(
+        "Request deadline (s)",
+        "number",
+        300,
+        "Total time one request may take: connect, send and the whole answer (a trickling server is cut off).",
+        minimum=1,
+    ),
     "max_retries": Extra("Max retries", "integer", 5, "Retries per batch for retryable failures.", minimum=0),
     "retry_backoff": Extra(
         "Retry backoff (s)", "number", 1.0, "First retry delay; doubles each time, with jitter.", minimum=0

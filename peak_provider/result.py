@@ -17,7 +17,9 @@ class Rejection:
     :param field: the field at fault, when the problem is one field.
     :param reason: what is wrong, in words.
     :param code: the API's error code (``DI_E_…``) for rows the API rejected; ``None`` for client checks.
-    :param row: the row as read (client-side rejections) or as sent (API rejections); not kept in results.
+    :param row: the row as read; not kept in results.
+    :param outcome: ``rejected`` (certainly not stored) or ``in_doubt`` (sent, outcome unknown: it may
+        have been stored; look it up before sending it again).
     """
 
     key: dict[str, Any] | None
@@ -25,18 +27,27 @@ class Rejection:
     reason: str
     code: str | None = None
     row: dict[str, Any] | None = None
+    outcome: str = "rejected"
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe, row-free form used in results and logs."""
-        return {"key": self.key, "field": self.field, "reason": self.reason, "code": self.code}
+        return {"key": self.key, "field": self.field, "reason": self.reason, "code": self.code, "outcome": self.outcome}
 
 
 @dataclass
 class IngestResult:
     """Counts of one load; small and JSON-serialisable, so it is what operators push to XCom.
 
-    ``rows_read == rows_accepted + rows_rejected`` once a load completes: rows are read, then either
-    accepted by the API or rejected (by client validation, by size, or in the API's ``failed`` array).
+    Every row read is in exactly one bucket, after success and after any failure
+    (``rows_read == rows_accepted + rows_rejected + rows_in_doubt + rows_unsent``):
+
+    - accepted: the API confirmed it;
+    - rejected: client validation, size, or the API's ``failed`` array refused it (certainly not stored);
+    - in doubt: sent, but the outcome is unknown (lost answer, timeout, 5xx on APPEND, an answer not
+      understood): it may have been stored; each goes to ``on_rejected`` with ``outcome="in_doubt"``;
+    - unsent: read but never applied, because the load stopped first (a retry sends it).
+
+    ``rows_sent`` counts rows in requests that got an answer the load could read.
     """
 
     resource: str
@@ -47,20 +58,29 @@ class IngestResult:
     rows_sent: int = 0
     rows_accepted: int = 0
     rows_rejected: int = 0
+    rows_in_doubt: int = 0
+    rows_unsent: int = 0
+    repeated_keys: int = 0
     requests: int = 0
     retries: int = 0
+    throttled: int = 0  # answers that throttled this load (429), each followed by a process-wide pause
+    throttle_wait_seconds: float = 0.0  # time this process's sending was paused by throttles during the load
     bytes_sent: int = 0
     seconds: float = 0.0
     rejected_sample: list[dict[str, Any]] = field(default_factory=list)
 
     def add_rejection(self, rejection: Rejection) -> None:
-        self.rows_rejected += 1
+        """Count a rejected or in-doubt row (by its ``outcome``) and keep it as an example if there is room."""
+        if rejection.outcome == "in_doubt":
+            self.rows_in_doubt += 1
+        else:
+            self.rows_rejected += 1
         if len(self.rejected_sample) < REJECTED_SAMPLE_SIZE:
             self.rejected_sample.append(rejection.summary())
 
     @property
     def reconciled(self) -> bool:
-        return self.rows_read == self.rows_accepted + self.rows_rejected
+        return self.rows_read == self.rows_accepted + self.rows_rejected + self.rows_in_doubt + self.rows_unsent
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +89,8 @@ class IngestResult:
         return (
             f"{self.resource} -> {self.object_name} ({self.operation}{', dry run' if self.dry_run else ''}): "
             f"read {self.rows_read}, sent {self.rows_sent}, accepted {self.rows_accepted}, "
-            f"rejected {self.rows_rejected}; {self.requests} requests, {self.retries} retries, "
+            f"rejected {self.rows_rejected}, in doubt {self.rows_in_doubt}, unsent {self.rows_unsent}; "
+            f"{self.requests} requests, {self.retries} retries, {self.throttled} throttled "
+            f"({self.throttle_wait_seconds:.1f}s paused), "
             f"{self.bytes_sent} bytes in {self.seconds:.2f}s"
         )

@@ -1,10 +1,14 @@
-"""Resuming a load after a crash: a checkpoint of settled rows in Airflow 3.3's ``task_state_store``.
+"""Resuming a load on a retry: a checkpoint of settled rows in Airflow 3.3's ``task_state_store``.
 
-With ``resumable=True`` the operator orders the query by the primary key, so every attempt reads rows
-in the same order. While loading it records how many leading rows are settled (accepted or rejected);
-a retry of the same task instance skips that many rows instead of sending them again, so what is
-re-sent after a crash is at most the batches that were in flight. The checkpoint is tied to the exact
-query and parameters, and deleted when the load succeeds.
+A resumable load orders its query by the primary key, so every attempt reads rows in the same order.
+While loading it records which rows are settled for good (:class:`~peak_provider.ingest.Progress`):
+the settled prefix of the read order with the primary key of its last row, and — when an APPEND load
+stops — also the ranges past the prefix that were stored, rejected or left in doubt, so a retry never
+sends them again. Each range keeps its counts, so the retry's summary (and ``max_rejected_rows``)
+covers every attempt. A retry skips those rows after checking that the source still has the same key at
+the end of each range; if the source changed, it fails instead of guessing.
+
+The checkpoint is tied to the exact query, parameters and operation, and deleted when the load succeeds.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from peak_provider.ingest import Progress
+
 KEY = "peak_checkpoint"
 
 
@@ -22,32 +28,58 @@ def fingerprint(sql: str, parameters: Any) -> str:
 
 
 class Checkpoint:
-    """Read, advance (the hook calls it after every batch that grows the settled prefix) and clear a
-    load's checkpoint."""
+    """Read, save (the hook reports progress after every batch that grows it) and clear a load's checkpoint."""
 
-    def __init__(self, context: Mapping[str, Any], query_fingerprint: str):
+    def __init__(self, context: Mapping[str, Any], query_fingerprint: str, operation: str):
         self.store = context.get("task_state_store")
         self.fingerprint = query_fingerprint
-        self.skipped = 0
+        self.operation = operation
+        self.earlier: Progress | None = None
+        self.attempts = 1
 
     @property
     def available(self) -> bool:
         return self.store is not None
 
-    def load(self) -> int:
-        """Rows settled by an earlier attempt of this task instance for the same query (0 if none)."""
-        if self.store is None:
-            return 0
-        saved = self.store.get(KEY)
-        if isinstance(saved, dict) and saved.get("query") == self.fingerprint:
-            self.skipped = int(saved.get("rows_done", 0))
-        return self.skipped
+    @property
+    def rows_skipped(self) -> int:
+        return sum(r[1] - r[0] for r in self.earlier.ranges) if self.earlier else 0
 
-    def advance(self, rows_done_this_attempt: int) -> None:
-        """Record that the first ``rows_done_this_attempt`` rows of this attempt are settled."""
+    def load(self) -> Progress | None:
+        """What earlier attempts of this task instance settled for the same query and operation, if any."""
+        if self.store is None:
+            return None
+        saved = self.store.get(KEY)
+        if (
+            isinstance(saved, dict)
+            and saved.get("query") == self.fingerprint
+            and saved.get("operation") == self.operation
+            and isinstance(saved.get("ranges"), list)
+        ):
+            self.earlier = Progress(
+                ranges=[[int(v) for v in r] for r in saved["ranges"]],
+                keys={int(k): v for k, v in (saved.get("keys") or {}).items()},
+            )
+            self.attempts = int(saved.get("attempts", 1)) + 1
+        return self.earlier
+
+    def save(self, progress: Progress) -> None:
         if self.store is not None:
-            self.store.set(KEY, {"rows_done": self.skipped + rows_done_this_attempt, "query": self.fingerprint})
+            self.store.set(
+                KEY,
+                {
+                    "query": self.fingerprint,
+                    "operation": self.operation,
+                    "ranges": progress.ranges,
+                    "keys": {str(k): _jsonable(v) for k, v in progress.keys.items()},
+                    "attempts": self.attempts,
+                },
+            )
 
     def clear(self) -> None:
         if self.store is not None:
             self.store.delete(KEY)
+
+
+def _jsonable(key: Any) -> Any:
+    return list(key) if isinstance(key, tuple) else key

@@ -7,6 +7,7 @@ with their ordinary cursor.
 
 from __future__ import annotations
 
+import logging
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,6 +18,8 @@ from typing import Any
 from airflow.providers.common.compat.sdk import BaseHook
 
 from peak_provider.exceptions import PeakConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -97,9 +100,14 @@ def stream_query(sql_conn_id: str, build: Callable[[str], Query], fetch_size: in
         _spell_utc_as_utc(conn, driver)
         cursor = _cursor(conn, driver, fetch_size)
         sql, parameters = build(driver)
-        cursor.execute(sql, parameters) if parameters is not None else cursor.execute(sql)
-        # a psycopg2 named cursor has no description until the first fetch
-        first = cursor.fetchmany(fetch_size) if cursor.description is None else None
+        try:
+            cursor.execute(sql, parameters) if parameters is not None else cursor.execute(sql)
+            # a psycopg2 named cursor has no description until the first fetch
+            first = cursor.fetchmany(fetch_size) if cursor.description is None else None
+        except Exception:
+            # the user's query is wrapped (incremental filter, ORDER BY): show what ran, never the bind values
+            log.error("The warehouse query failed (%s). The SQL that ran:\n%s", sql_conn_id, sql)
+            raise
         columns = [d[0] for d in cursor.description or []]
 
         def rows() -> Iterator[Sequence[Any]]:

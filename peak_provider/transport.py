@@ -1,127 +1,51 @@
-"""Getting batches to the API: size-bounded batching, the tenant rate limit, and retries.
+"""One API call with the connection's rules: pacing, a total deadline, classification and retries.
 
-- :class:`Batcher` closes a batch at ``max_rows_per_request`` rows or before the encoded body would pass
-  ``max_request_bytes``.
-- :class:`RateLimiter` spaces requests at ``1 / requests_per_second`` across every thread (and every hook
-  in the process that talks to the same tenant), so the tenant limit is never exceeded.
-- :class:`Transport` POSTs one body with retries: exponential backoff with jitter, ``Retry-After`` honoured.
-  For ``UPSERT`` (idempotent) it retries 429, 500/502/503/504, connection errors and timeouts. For
-  ``APPEND`` it retries only what certainly did not land (connection refused, 429, 503), so a batch is
-  never appended twice. 413 raises :class:`PayloadTooLarge` so the caller can split the batch.
+- Pacing is :mod:`peak_provider.ratecontrol`'s: even spacing at the tenant's rate, adaptive backoff on
+  throttles (a throttle pauses every thread of the process), optionally one budget in Redis for every worker.
+  A throttle (429, or 503 with ``Retry-After`` on an idempotent call) is not a failure: it does not use up
+  ``max_retries``; it fails the call only when waiting would pass ``max_throttle_wait``.
+- :class:`Transport` sends one request. Redirects are never followed. Every failure is classified by
+  :mod:`peak_provider.retries` (the one retry table) and retried or not by it; what is finally raised is a
+  :class:`~peak_provider.exceptions.PeakHTTPError` carrying the status, the cause and whether the request
+  may have been applied. A request is bounded in total (connect + send + the whole answer) by
+  ``request_deadline``: a watchdog shuts the socket of a request that runs past it, so a server that
+  trickles its answer cannot hold a load forever. 413 raises :class:`PayloadTooLarge` for the caller to
+  split the batch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import logging
 import random
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar
+from typing import Any, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from peak_provider.exceptions import PeakAuthError, PeakHTTPError
+from peak_provider.ratecontrol import RateControl, parse_retry_after
+from peak_provider.reply import NotUnderstood, excerpt
+from peak_provider.retries import TABLE, Applied, Cause, cause_of_status, retryable
 
 log = logging.getLogger(__name__)
 
-#: Statuses retried for every operation: the request was certainly not applied.
-RETRY_ALWAYS = frozenset({429, 503})
-#: Statuses retried only for idempotent operations (UPSERT): the request may have been applied.
-RETRY_IF_IDEMPOTENT = frozenset({500, 502, 504})
+T = TypeVar("T")
 
 
 class PayloadTooLarge(Exception):
     """The API answered 413 for a body (the caller splits the batch)."""
-
-
-@dataclass
-class Batch:
-    """Encoded rows waiting to be sent together, with their running body size.
-
-    ``first_row`` is the read position (0-based) of the batch's first row, used to checkpoint progress.
-    """
-
-    rows: list[bytes] = field(default_factory=list)
-    size: int = 0
-    first_row: int = 0
-
-
-class Batcher:
-    """Group encoded rows into batches bounded by row count and encoded body size.
-
-    :param envelope_bytes: the size of the body around the rows (``{"solutionName": …, "data": []…}``).
-    """
-
-    def __init__(self, max_rows: int, max_bytes: int, envelope_bytes: int):
-        self.max_rows = max_rows
-        self.room = max_bytes - envelope_bytes  # bytes available for rows and the commas between them
-        self._batch = Batch()
-
-    def fits_alone(self, row: bytes) -> bool:
-        """Whether a row can be sent at all (on its own in a body)."""
-        return len(row) <= self.room
-
-    @property
-    def open_first_row(self) -> int | None:
-        """Read position of the first row of the batch being filled, if it has any rows."""
-        return self._batch.first_row if self._batch.rows else None
-
-    def add(self, row: bytes, position: int) -> Batch | None:
-        """Add the row read at ``position``; return the batch it closed, if adding it closed one."""
-        closed = None
-        extra = len(row) + (1 if self._batch.rows else 0)
-        if self._batch.rows and (len(self._batch.rows) >= self.max_rows or self._batch.size + extra > self.room):
-            closed, self._batch = self._batch, Batch()
-            extra = len(row)
-        if not self._batch.rows:
-            self._batch.first_row = position
-        self._batch.rows.append(row)
-        self._batch.size += extra
-        return closed
-
-    def flush(self) -> Batch | None:
-        """The last, partly filled batch, if any."""
-        batch, self._batch = self._batch, Batch()
-        return batch if batch.rows else None
-
-
-class RateLimiter:
-    """Thread-safe pacing: at most ``rate`` request starts in any one-second window.
-
-    Requests are spaced ``1/rate`` seconds apart (plus 1% headroom for network jitter), which is what a
-    server-side token bucket of the same rate accepts without a single 429.
-    """
-
-    _shared: ClassVar[dict[tuple[str, float], RateLimiter]] = {}
-    _shared_lock = threading.Lock()
-
-    def __init__(self, rate: float):
-        self.interval = 1.01 / rate if rate > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    @classmethod
-    def shared(cls, key: str, rate: float) -> RateLimiter:
-        """One limiter per tenant key and rate in this process, shared by every hook that uses it."""
-        with cls._shared_lock:
-            limiter = cls._shared.get((key, rate))
-            if limiter is None:
-                limiter = cls._shared[(key, rate)] = cls(rate)
-            return limiter
-
-    def acquire(self) -> None:
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            time.sleep(start - now)
 
 
 @dataclass
@@ -130,50 +54,169 @@ class Counters:
 
     requests: int = 0
     retries: int = 0
+    throttled: int = 0
     bytes_sent: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, requests: int = 0, retries: int = 0, bytes_sent: int = 0) -> None:
+    def add(self, requests: int = 0, retries: int = 0, bytes_sent: int = 0, throttled: int = 0) -> None:
         with self._lock:
             self.requests += requests
             self.retries += retries
             self.bytes_sent += bytes_sent
+            self.throttled += throttled
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds, from delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+# --- the total deadline ---------------------------------------------------------------------------------
+
+_current = threading.local()  # .deadline: monotonic deadline of the request this thread is sending
 
 
-def _connection_refused(exc: requests.ConnectionError) -> bool:
-    """True when the TCP connection was never made, so the request certainly did not land."""
+class _Watchdog:
+    """Shuts the socket of any request still running past its deadline (one daemon thread per process)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, int, HTTPConnection]] = []
+        self._seq = 0
+        self._active: dict[int, HTTPConnection] = {}  # id(conn) -> conn, while its request runs
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: float, conn: HTTPConnection) -> None:
+        with self._cond:
+            self._active[id(conn)] = conn
+            self._seq += 1
+            heapq.heappush(self._heap, (deadline, self._seq, id(conn), conn))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="peak-deadline", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def release(self, conn: HTTPConnection) -> None:
+        with self._cond:
+            self._active.pop(id(conn), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                deadline, _, key, conn = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(min(wait, 60.0))
+                    continue
+                heapq.heappop(self._heap)
+                expired = self._active.get(key) is conn
+                if expired:
+                    del self._active[key]
+            if expired and (sock := getattr(conn, "sock", None)) is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _DeadlineMixin:
+    """A urllib3 connection that hands itself to the watchdog for the request the thread is sending."""
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = getattr(_current, "deadline", None)
+        if deadline is not None:
+            _current.conn = self
+            _WATCHDOG.watch(deadline, self)  # type: ignore[arg-type]
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_DeadlineMixin, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_DeadlineMixin, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """An :class:`HTTPAdapter` whose connections honour the calling thread's request deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+
+# --- classification ---------------------------------------------------------------------------------------
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>:?\s*")
+
+
+def _reason_of(exc: BaseException) -> str:
+    """The underlying reason of a requests/urllib3 exception, without object reprs."""
+    inner: Any = exc.args[0] if exc.args else exc
+    if isinstance(inner, MaxRetryError) and inner.reason is not None:
+        inner = inner.reason
+    text = str(inner) or type(inner).__name__
+    return _OBJECT_REPR.sub("", text).strip()
+
+
+def _classify_exception(exc: requests.RequestException) -> Cause:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return Cause.TLS
     if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = exc.args[0] if exc.args else None
-    return isinstance(reason, MaxRetryError) and isinstance(reason.reason, NewConnectionError)
+        return Cause.REFUSED
+    if isinstance(exc, requests.Timeout):
+        return Cause.TIMEOUT
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+        return Cause.TRUNCATED
+    if isinstance(exc, requests.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        if isinstance(reason, MaxRetryError) and isinstance(reason.reason, NewConnectionError):
+            return Cause.REFUSED
+        return Cause.DROPPED
+    if isinstance(
+        exc,
+        requests.exceptions.InvalidHeader
+        | requests.exceptions.InvalidURL
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema,
+    ):
+        return Cause.INVALID_REQUEST
+    return Cause.DROPPED  # any other failure after the request started: it may have been sent
+
+
+def _read_status_body(status: int, body: bytes) -> tuple[int, bytes]:
+    return status, body
 
 
 class Transport:
-    """POST bodies to one URL with the connection's retry, timeout and rate-limit settings.
+    """Send requests to one API with the connection's retry, timeout, deadline and rate-limit settings.
 
-    :param scrub: removes secrets from any text that goes into an exception.
+    :param scrub: removes secrets from any text that goes into an exception or a log line.
     """
 
     def __init__(
         self,
         session: requests.Session,
-        limiter: RateLimiter,
+        control: RateControl,
         *,
         timeout: float,
+        max_throttle_wait: float = 900.0,
+        deadline: float,
         max_retries: int,
         backoff: float,
         backoff_max: float,
@@ -183,8 +226,10 @@ class Transport:
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.session = session
-        self.limiter = limiter
+        self.control = control
+        self.max_throttle_wait = max_throttle_wait
         self.timeout = timeout
+        self.deadline = deadline
         self.max_retries = max_retries
         self.backoff = backoff
         self.backoff_max = backoff_max
@@ -193,75 +238,135 @@ class Transport:
         self.scrub = scrub
         self.sleep = sleep
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return retry_after
+    def _delay(self, attempt: int) -> float:
         base = min(self.backoff_max, self.backoff * 2 ** (attempt - 1))
         return base * random.uniform(0.5, 1.0)
+
+    def _send(self, method: str, url: str, body: bytes | None, params: dict[str, str] | None) -> requests.Response:
+        _current.deadline = time.monotonic() + self.deadline
+        _current.conn = None
+        try:
+            return self.session.request(
+                method,
+                url,
+                data=body,
+                params=params,
+                timeout=(min(self.timeout, self.deadline), self.timeout),
+                verify=self.verify,
+                allow_redirects=False,
+            )
+        finally:
+            conn = _current.conn
+            _current.deadline = _current.conn = None
+            if conn is not None:
+                _WATCHDOG.release(conn)
 
     def request(
         self,
         method: str,
         url: str,
         *,
+        what: str,
         body: bytes | None = None,
         params: dict[str, str] | None = None,
         idempotent: bool,
         counters: Counters,
-    ) -> requests.Response:
-        """Send one request; return the 2xx response or raise a typed error once retries are exhausted."""
+        read: Callable[[int, bytes], T] = _read_status_body,  # type: ignore[assignment]
+        max_retries: int | None = None,
+    ) -> T:
+        """Send one request and return ``read(status, body)`` of its 2xx answer.
+
+        ``read`` may raise :class:`~peak_provider.reply.NotUnderstood`; that answer is then a failure
+        like any other (cause ``UNRECOGNISED``). Raises :class:`PeakHTTPError` (or :class:`PeakAuthError`)
+        once the retry table says stop, :class:`PayloadTooLarge` on 413.
+
+        :param what: the operation, in words, for messages (e.g. ``ingest APPEND INV_SALE_OOTB``).
+        """
+        retries = self.max_retries if max_retries is None else max_retries
         attempt = 0
+        throttled_since: float | None = None  # first throttle of this call since it last got an answer
         while True:
-            self.limiter.acquire()
+            sent_at = self.control.acquire()
             counters.add(requests=1, bytes_sent=len(body or b""))
             retry_after: float | None = None
             status: int | None = None
+            started = time.monotonic()
             try:
-                response = self.session.request(
-                    method, url, data=body, params=params, timeout=self.timeout, verify=self.verify
-                )
-            except requests.ConnectionError as exc:
-                landed_maybe = not _connection_refused(exc)
-                retryable = idempotent or not landed_maybe
-                problem = f"connection error ({type(exc).__name__})"
-                if isinstance(exc, requests.exceptions.SSLError):
-                    retryable, problem = False, f"TLS error: {self.scrub(str(exc))[:300]}"
-            except requests.Timeout:
-                retryable, problem = idempotent, f"no answer within {self.timeout}s (timeout)"
+                response = self._send(method, url, body, params)
+            except Exception as exc:  # requests' own, or a socket error from under it (e.g. the watchdog's)
+                cause = _classify_exception(exc) if isinstance(exc, requests.RequestException) else Cause.DROPPED
+                if cause is Cause.DROPPED and time.monotonic() - started >= self.deadline:
+                    cause, detail = Cause.TIMEOUT, f"request_deadline of {self.deadline:g}s passed"
+                elif cause is Cause.TIMEOUT:
+                    detail = f"no data for {self.timeout:g}s (timeout)"
+                else:
+                    detail = f"{type(exc).__name__}: {excerpt(_reason_of(exc), self.scrub)}"
             else:
                 status = response.status_code
-                if status < 300:
-                    return response
-                text = self.scrub(response.text[:500])
-                if status in (401, 403):
-                    raise PeakAuthError(
-                        f"Peak refused the Personal Access Token of connection {self.conn_id!r} (HTTP {status}): {text}"
+                if 200 <= status < 300:
+                    self.control.on_success()
+                    try:
+                        return read(status, response.content)
+                    except NotUnderstood as exc:
+                        cause, detail = Cause.UNRECOGNISED, f"HTTP {status}: {exc}"
+                elif status == 413:
+                    raise PayloadTooLarge(excerpt(response.text, self.scrub, 200))
+                else:
+                    cause = cause_of_status(status)
+                    detail = f"HTTP {status}"
+                    if cause is Cause.REDIRECT:
+                        location = response.headers.get("Location", "")
+                        host = (urlsplit(urljoin(url, location)).netloc if location else "") or "(no Location)"
+                        detail += f" to {excerpt(host, self.scrub, 100)}; rows were not sent on"
+                    text = response.text
+                    if text.strip():
+                        detail += f": {excerpt(' '.join(text.split()), self.scrub)}"
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    if cause is Cause.THROTTLED or (cause is Cause.UNAVAILABLE and retry_after is not None):
+                        now = time.monotonic()
+                        throttled_since = now if throttled_since is None else throttled_since
+                        counters.add(throttled=1)
+                        waited = now - throttled_since
+                        if retry_after is not None and waited + retry_after > self.max_throttle_wait:
+                            raise PeakHTTPError(
+                                f"Peak {what} failed: the tenant is saturated: the API asked to wait "
+                                f"{retry_after:g}s (Retry-After) after {waited:.0f}s of throttling, over "
+                                f"max_throttle_wait ({self.max_throttle_wait:g}s). {detail}",
+                                status=status,
+                                cause=cause,
+                                applied=TABLE[cause].applied,
+                            )
+                        pause = self.control.on_throttle(retry_after, sent_at=sent_at)
+                        if cause is Cause.THROTTLED or idempotent:
+                            if waited + pause > self.max_throttle_wait:
+                                raise PeakHTTPError(
+                                    f"Peak {what} failed: the tenant is saturated: throttled for {waited:.0f}s "
+                                    f"without progress (max_throttle_wait {self.max_throttle_wait:g}s). {detail}",
+                                    status=status,
+                                    cause=cause,
+                                    applied=TABLE[cause].applied,
+                                )
+                            log.info("Peak %s: %s; sending paused %.1fs", what, cause.value, pause)
+                            continue  # a throttle is not a failure: no retry used; acquire() waits the pause out
+            rule = TABLE[cause]
+            if not retryable(cause, idempotent) or attempt >= retries:
+                if not retryable(cause, idempotent):
+                    scope = " for APPEND" if rule.retry_idempotent else ""
+                    why = f"not retried{scope}: {rule.why}"
+                else:
+                    why = f"after {attempt} retries" if attempt else "not retried (no retries allowed)"
+                error_type = PeakAuthError if cause is Cause.AUTH else PeakHTTPError
+                message = f"Peak {what} failed: {cause.value}; {why}. {detail}"
+                if cause is Cause.AUTH:
+                    message = (
+                        f"Peak refused the Personal Access Token of connection {self.conn_id!r} ({what}): {detail}"
                     )
-                if status == 413:
-                    raise PayloadTooLarge(text)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                retryable = status in RETRY_ALWAYS or (idempotent and status in RETRY_IF_IDEMPOTENT)
-                problem = f"HTTP {status}: {text}"
-                if not retryable and status not in RETRY_IF_IDEMPOTENT:
-                    raise PeakHTTPError(f"Peak API call to {url} failed: {problem}", status=status)
-            if not retryable or attempt >= self.max_retries:
-                why = "not retried for APPEND (it may have landed)" if not retryable else f"after {attempt} retries"
-                raise PeakHTTPError(f"Peak API call to {url} failed {why}: {problem}", status=status)
+                raise error_type(message, status=status, cause=cause, applied=rule.applied)
             attempt += 1
             counters.add(retries=1)
-            delay = self._delay(attempt, retry_after)
-            log.warning(
-                "Peak API: %s; retry %d/%d in %.1fs",
-                f"HTTP {status}" if status else problem,
-                attempt,
-                self.max_retries,
-                delay,
-            )
+            delay = self._delay(attempt)
+            log.warning("Peak %s: %s; retry %d/%d in %.1fs", what, cause.value, attempt, retries, delay)
             self.sleep(delay)
 
 
-def json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+__all__ = ["Applied", "Counters", "DeadlineAdapter", "PayloadTooLarge", "Transport"]

@@ -56,7 +56,10 @@ def catalogue_table() -> str:
 
 
 def render(text: str) -> str:
-    for name, table in (("extras", extras_table()), ("catalogue", catalogue_table())):
+    from peak_provider.retries import markdown_table
+
+    tables = (("extras", extras_table()), ("catalogue", catalogue_table()), ("retries", markdown_table()))
+    for name, table in tables:
         pattern = re.compile(
             rf"(<!-- BEGIN GENERATED: {name} \(scripts/readme_tables.py\) -->\n).*?(<!-- END GENERATED: {name} -->)",
             re.S,

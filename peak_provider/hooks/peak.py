@@ -5,25 +5,91 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import requests
-from airflow.providers.common.compat.sdk import BaseHook, mask_secret
-from requests.adapters import HTTPAdapter
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseHook, mask_secret
 
 from peak_provider.connection import PeakSettings, parse_extra
-from peak_provider.exceptions import PeakConfigError, PeakError, PeakHTTPError
+from peak_provider.exceptions import PeakConfigError, PeakError, PeakSourceError
 from peak_provider.extras import CONN_TYPE, DEFAULT_CONN_ID, EXTRAS
+from peak_provider.ingest import Progress, SendingWindow
+from peak_provider.ratecontrol import AdaptivePacer, RateControl, SharedBudget, budget_key
+from peak_provider.reply import Failure, excerpt, json_or_none, read_ingest_reply
 from peak_provider.resources import OPERATIONS, Application, Resource, get_application
 from peak_provider.result import IngestResult, Rejection
-from peak_provider.transport import Batch, Batcher, Counters, PayloadTooLarge, RateLimiter, Transport, json_or_none
-from peak_provider.wire import RowEncoder, failed_entries
+from peak_provider.transport import Counters, DeadlineAdapter, Transport
+from peak_provider.wire import RowEncoder
 
 #: Data types ``add-attribute`` accepts (``timestamp`` is accepted as an alias of ``datetime``).
 ATTRIBUTE_TYPES = ("string", "integer", "float", "boolean", "datetime", "date")
 
-_TOO_LARGE = object()  # marks a single row the API refused with 413
+
+def _key_function(encoder: RowEncoder, plan: Any) -> Callable[[Any], Any]:
+    """A row's primary key as sent on the wire (the converters' JSON text), or ``None`` when the layout
+    does not select the whole key (such rows are not ordered by key)."""
+    converters = {name: convert for _, name, _, convert, _ in plan.columns}
+    parts = [(source, converters[name]) for name, source in plan.key_positions if source is not None]
+    if len(parts) != len(plan.key_positions) or not parts:
+        return lambda row: None
+    if len(parts) == 1:
+        ((source, convert),) = parts
+        return lambda row: convert(row[source])
+    return lambda row: tuple(convert(row[source]) for source, convert in parts)
+
+
+class PeakResumeError(PeakError, AirflowFailException):
+    """The source no longer yields the rows an earlier attempt settled, so they cannot be skipped safely."""
+
+
+class _Skipper:
+    """Skips the rows an earlier attempt settled for good, checking the key at the end of each range."""
+
+    def __init__(self, progress: Progress, result: IngestResult):
+        self.ranges = sorted(progress.ranges)
+        self.keys = {int(k): v for k, v in progress.keys.items()}
+        self.result = result
+        self._i = 0
+
+    def skips(self, position: int) -> bool:
+        ranges = self.ranges
+        while self._i < len(ranges) and position >= ranges[self._i][1]:
+            self._i += 1
+        return self._i < len(ranges) and ranges[self._i][0] <= position
+
+    def check(self, position: int, key: Any) -> tuple[Any, tuple[int, int, int] | None]:
+        """Key and carried counts for a skipped row (counts on a range's last row, after its key check)."""
+        _start, end, accepted, rejected, in_doubt = self.ranges[self._i]
+        if position != end - 1:
+            return key, None
+        # the range's counts are the earlier attempts' facts: carried even if the check below fails
+        self.result.rows_accepted += accepted
+        self.result.rows_rejected += rejected
+        self.result.rows_in_doubt += in_doubt
+        expected = self.keys.get(position)
+        if expected is not None and key is not None and _jsonable_key(key) != _jsonable_key(expected):
+            raise PeakResumeError(
+                f"Cannot resume: row {position + 1} of the query now has key {_jsonable_key(key)}, but the earlier "
+                f"attempt settled {_jsonable_key(expected)} there; the source changed between attempts. The "
+                "checkpoint is dropped: a new attempt starts from the top (for APPEND it appends again what the "
+                "earlier attempts stored)"
+            )
+        return key, (accepted, rejected, in_doubt)
+
+    def finish(self, last_position: int) -> None:
+        if self.ranges and self.ranges[-1][1] - 1 > last_position:
+            start = self.ranges[self._i][0] if self._i < len(self.ranges) else last_position + 1
+            self.result.rows_unsent += max(0, last_position + 1 - start)  # read in a range never completed
+            raise PeakResumeError(
+                f"Cannot resume: the query now yields {last_position + 1} rows, but the earlier attempt settled "
+                f"rows up to {self.ranges[-1][1]}; the source changed between attempts"
+            )
+
+
+def _jsonable_key(key: Any) -> Any:
+    return list(key) if isinstance(key, tuple | list) else key
 
 
 class PeakHook(BaseHook):
@@ -48,10 +114,25 @@ class PeakHook(BaseHook):
         if conn.conn_type not in (CONN_TYPE, None, ""):
             raise PeakConfigError(f"Connection {peak_conn_id!r} has type {conn.conn_type!r}, expected 'peak'")
         self.settings = PeakSettings.from_parts(peak_conn_id, conn.host, conn.port, parse_extra(conn.extra))
-        if not conn.password:
+        if conn.password:
+            mask_secret(conn.password)
+        token = (conn.password or "").strip()  # a token pasted with a newline or a space still works
+        if not token:
             raise PeakConfigError(f"Peak connection {peak_conn_id!r}: password: the Personal Access Token is missing")
-        mask_secret(conn.password)
-        self.__token: str = conn.password
+        if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+            raise PeakConfigError(
+                f"Peak connection {peak_conn_id!r}: password: the Personal Access Token contains a space, control "
+                "or non-ASCII character; paste the token alone"
+            )
+        self.__token: str = token
+        # the forms a token takes when echoed in JSON, a repr or a URL: all scrubbed, all masked in logs
+        self.__secret_forms = sorted(
+            {token, json.dumps(token)[1:-1], repr(token)[1:-1], quote(token, safe=""), quote_plus(token)},
+            key=len,
+            reverse=True,
+        )
+        for form in self.__secret_forms:
+            mask_secret(form)
         self.application: Application = get_application(self.settings.application)
         self.timestamp_format = self.settings.timestamp_format or self.application.timestamp_format
         self._session: requests.Session | None = None
@@ -61,7 +142,11 @@ class PeakHook(BaseHook):
         return f"PeakHook(peak_conn_id={self.peak_conn_id!r}, base_url={self.settings.base_url!r})"
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self.__token, "***") if self.__token else text
+        """``text`` with the token removed in every form it can take (raw, JSON- or URL-escaped)."""
+        for form in self.__secret_forms:
+            if form in text:
+                text = text.replace(form, "***")
+        return text
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -70,11 +155,26 @@ class PeakHook(BaseHook):
         if self._session is None:
             session = requests.Session()
             pool = max(self.settings.max_in_flight, 2)
-            session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=pool, pool_block=True))
-            session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=pool, pool_block=True))
+            session.mount("https://", DeadlineAdapter(pool_connections=1, pool_maxsize=pool, pool_block=True))
+            session.mount("http://", DeadlineAdapter(pool_connections=1, pool_maxsize=pool, pool_block=True))
             session.headers.update({"Authorization": self.__token, "Content-Type": "application/json"})
             self._session = session
         return self._session
+
+    def _rate_control(self) -> RateControl:
+        """How this process paces requests to the tenant: adaptive, or drawing from a shared Redis budget."""
+        s = self.settings
+        key = budget_key(s.base_url, self.__token, s.rate_limit_tenant)
+        if s.rate_limit_conn_id:
+            try:
+                return SharedBudget.shared(self.get_connection(s.rate_limit_conn_id), key, s.requests_per_second)
+            except Exception as exc:  # the budget store must never fail a load
+                self.log.warning(
+                    "Peak rate limit: shared budget %r unusable (%s); pacing this process adaptively",
+                    s.rate_limit_conn_id,
+                    excerpt(f"{type(exc).__name__}: {exc}", self._scrub, 200),
+                )
+        return AdaptivePacer.shared(key, s.requests_per_second)
 
     @property
     def transport(self) -> Transport:
@@ -82,8 +182,10 @@ class PeakHook(BaseHook):
             s = self.settings
             self._transport = Transport(
                 self.get_conn(),
-                RateLimiter.shared(f"{s.base_url}|{s.solution_name}", s.requests_per_second),
+                self._rate_control(),
+                max_throttle_wait=s.max_throttle_wait,
                 timeout=s.timeout,
+                deadline=s.request_deadline,
                 max_retries=s.max_retries,
                 backoff=s.retry_backoff,
                 backoff_max=s.retry_backoff_max,
@@ -115,6 +217,13 @@ class PeakHook(BaseHook):
     def ingest_url(self, resource: str) -> str:
         return self.settings.base_url + self.settings.ingest_path.format(object=self.object_name(resource))
 
+    def report_lineage(self, resource: str) -> None:
+        """Report ``resource``'s object (``peak://<host>/<solution>/<OBJECT>``) as this hook's output to
+        Airflow's hook lineage collector, which OpenLineage reads (a no-op where nothing collects)."""
+        from peak_provider.lineage import peak_object_of_hook, report_hook_output
+
+        report_hook_output(self, peak_object_of_hook(self, resource))
+
     # --- ingest ----------------------------------------------------------------------------------
 
     def upsert(self, resource: str, rows: Iterable[Any], **kwargs: Any) -> IngestResult:
@@ -136,13 +245,15 @@ class PeakHook(BaseHook):
         column_map: Mapping[str, str] | None = None,
         custom_attributes: Mapping[str, str] | None = None,
         on_rejected: Callable[[Rejection], None] | None = None,
-        on_progress: Callable[[int], None] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        resume_from: Progress | None = None,
     ) -> IngestResult:
         """Validate, serialise and send ``rows`` to the resource's object, streaming.
 
         Rows are consumed one at a time and at most ``max_in_flight`` batches are held, so a generator
-        of any length runs in flat memory. Every row read ends up accepted or rejected; rejections go
-        to ``on_rejected`` as they happen and are counted (with a bounded sample) in the result.
+        of any length runs in flat memory. Every row read ends up accepted, rejected, in doubt or unsent
+        (see :class:`IngestResult`); rejected and in-doubt rows go to ``on_rejected`` as they happen. A
+        row is never applied before an earlier-read row with the same primary key.
 
         :param resource: catalogue name, e.g. ``products`` or ``sale``.
         :param rows: mappings (column -> value), or sequences in the order of ``columns``.
@@ -151,11 +262,14 @@ class PeakHook(BaseHook):
         :param columns: column names when rows are sequences (e.g. straight from a DB cursor).
         :param column_map: source column -> field name, for columns named differently in the warehouse.
         :param custom_attributes: UPPERCASE custom attribute -> type (see :meth:`add_attribute`).
-        :param on_rejected: called with each :class:`Rejection` (to write a rejected-rows sink).
-        :param on_progress: called with ``n`` whenever the first ``n`` rows read are all settled
-            (accepted or rejected); a checkpoint from which a retry can resume.
-        :raises PeakAuthError: the token was refused (not retried).
-        :raises PeakHTTPError: a batch failed for good; ``exc.result`` holds the counts so far.
+        :param on_rejected: called with each rejected or in-doubt :class:`Rejection` (a rejected-rows sink).
+        :param on_progress: called with the :class:`~peak_provider.ingest.Progress` (rows settled for good)
+            whenever it grows, and once more when the load ends or stops: a checkpoint to resume from.
+        :param resume_from: an earlier attempt's progress: its rows are skipped (after checking their keys)
+            and its counts carried into this result. ``rows`` must yield the same rows in the same order.
+        :raises PeakHTTPError: a batch failed for good (:class:`PeakAuthError` for a refused token).
+        :raises PeakSourceError: iterating ``rows`` raised.
+        Every error carries ``exc.result``, the counts so far, whose buckets add up to the rows read.
         """
         res = self.resource(resource)
         op = (operation or res.default_operation).upper()
@@ -163,177 +277,151 @@ class PeakHook(BaseHook):
             raise PeakConfigError(f"{resource}: operation must be one of {', '.join(OPERATIONS)}, got {op!r}")
         s = self.settings
         encoder = RowEncoder(res, self.timestamp_format, s.source_timezone, custom_attributes, column_map)
-        result = IngestResult(resource=res.name, object_name=self.object_name(resource), operation=op, dry_run=dry_run)
-        url = self.ingest_url(resource)
+        object_name = self.object_name(resource)
+        result = IngestResult(resource=res.name, object_name=object_name, operation=op, dry_run=dry_run)
         head = b'{"solutionName":' + json.dumps(s.solution_name).encode() + b',"data":['
         tail = b'],"operationType":"' + op.encode() + b'"' + (b',"dryRun":true' if dry_run else b"") + b"}"
-        batcher = Batcher(s.max_rows_per_request, s.max_request_bytes, len(head) + len(tail))
         counters = Counters()
-        transport = self.transport  # built here, not lazily by several worker threads at once
-        settled = 0  # the first `settled` rows read are all accepted or rejected
-        # in-flight batch -> (its first row, its sequence number)
-        pending: dict[Future[list[tuple[list[bytes], Any]]], tuple[int, int]] = {}
-        submitted = 0
-
-        def reject(rejection: Rejection) -> None:
-            result.add_rejection(rejection)
-            if on_rejected is not None:
-                on_rejected(rejection)
-
-        def settle(done: set[Future[list[tuple[list[bytes], Any]]]]) -> None:
-            nonlocal settled
-            for future in done:
-                del pending[future]
-                for sent, payload in future.result():
-                    self._reconcile(encoder, sent, payload, result, reject)
-            if on_progress is not None:
-                open_first = batcher.open_first_row
-                firsts = [first for first, _ in pending.values()]
-                prefix = min([*firsts, *([open_first] if open_first is not None else []), result.rows_read])
-                if prefix > settled:
-                    settled = prefix
-                    on_progress(prefix)
-
-        def window_full() -> bool:
-            # with on_progress, every batch after the oldest unsettled one also counts (even if answered),
-            # so what a resumed retry re-sends stays within max_in_flight batches
-            if on_progress is None or not pending:
-                return len(pending) >= s.max_in_flight
-            return submitted - min(seq for _, seq in pending.values()) >= s.max_in_flight
-
-        def submit(batch: Batch) -> None:
-            nonlocal submitted
-            while window_full():
-                settle(wait(pending, return_when=FIRST_COMPLETED)[0])
-            future = pool.submit(self._send_batch, transport, url, head, tail, batch.rows, op == "UPSERT", counters)
-            pending[future] = (batch.first_row, submitted)
-            submitted += 1
-
-        started = time.monotonic()
+        control = self.transport.control
+        waited_before = control.throttle_wait_seconds
         positional_plan = encoder.plan(columns, positional=True) if columns is not None else None
-        pool = ThreadPoolExecutor(max_workers=s.max_in_flight, thread_name_prefix="peak-ingest")
+
+        def plan_of(row: Any) -> Any:
+            return positional_plan or encoder.plan(tuple(row), positional=False)
+
+        key_functions: dict[int, Callable[[Any], Any]] = {}
+
+        def key_of(plan: Any, row: Any) -> Any:
+            function = key_functions.get(id(plan))
+            if function is None:
+                function = key_functions[id(plan)] = _key_function(encoder, plan)
+            return function(row)
+
+        def describe(row: Any, field: str | None, reason: str, code: str | None, outcome: str) -> Rejection:
+            rejection = encoder._reject(row, plan_of(row), field, reason.removeprefix(f"{res.name}: "))
+            return replace(rejection, code=code, outcome=outcome)
+
+        window = SendingWindow(
+            self._batch_sender(self.ingest_url(resource), head, tail, op, object_name, counters),
+            describe,
+            result,
+            max_rows=s.max_rows_per_request,
+            room=s.max_request_bytes - len(head) - len(tail),
+            max_request_bytes=s.max_request_bytes,
+            max_in_flight=s.max_in_flight,
+            in_doubt_settles=op == "APPEND",
+            on_rejected=on_rejected,
+            on_progress=on_progress,
+        )
+        skipper = _Skipper(resume_from, result) if resume_from is not None else None
+        self.report_lineage(resource)  # before sending, so a failed load still reports its output
+        started = time.monotonic()
+        position = -1
         try:
-            for row in rows:
+            iterator = iter(rows)
+            while True:
+                try:
+                    row = next(iterator)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise PeakSourceError(
+                        f"Reading the rows to load failed after {result.rows_read} rows: "
+                        f"{type(exc).__name__}: {excerpt(str(exc), self._scrub)}"
+                    ) from exc
+                position += 1
                 result.rows_read += 1
-                plan = positional_plan or encoder.plan(tuple(row), positional=False)
+                plan = plan_of(row)
+                if skipper is not None and skipper.skips(position):
+                    try:
+                        key = key_of(plan, row)
+                    except Exception:  # a row an earlier attempt rejected may have no valid key
+                        key = None
+                    window.skip(position, *skipper.check(position, key))
+                    continue
                 encoded = encoder.encode(row, plan)
                 if isinstance(encoded, Rejection):
-                    reject(encoded)
-                elif not batcher.fits_alone(encoded):
-                    reject(self._oversized(encoder, encoded, s.max_request_bytes))
-                elif (closed := batcher.add(encoded, result.rows_read - 1)) is not None:
-                    submit(closed)
-            if (last := batcher.flush()) is not None:
-                submit(last)
-            while pending:
-                settle(wait(pending, return_when=FIRST_COMPLETED)[0])
-            if on_progress is not None and result.rows_read > settled:
-                on_progress(result.rows_read)
+                    window.reject(position, encoded)
+                elif len(encoded) > window.room:
+                    reason = f"row is {len(encoded)} bytes encoded, over max_request_bytes ({s.max_request_bytes})"
+                    window.reject(position, describe(row, None, reason, None, "rejected"))
+                else:
+                    window.add(position, key_of(plan, row), encoded, row)
+            if skipper is not None:
+                skipper.finish(position)
+            window.finish()
         except PeakError as exc:
-            for future in pending:
-                future.cancel()
-            if isinstance(exc, PeakHTTPError):
-                exc.result = result
+            window.abort()
+            exc.result = result
+            raise
+        except BaseException:
+            window.abort()
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            window.close()
             result.requests, result.retries, result.bytes_sent = (
                 counters.requests,
                 counters.retries,
                 counters.bytes_sent,
             )
+            result.throttled = counters.throttled
+            result.throttle_wait_seconds = round(control.throttle_wait_seconds - waited_before, 3)
             result.seconds = round(time.monotonic() - started, 3)
+            if window.repeated_keys:
+                self.log.warning(
+                    "Peak ingest: %d rows repeated the primary key (as sent) of a row still in flight; they were "
+                    "sent after it, in read order. Timestamps are sent in whole seconds, so versions less than "
+                    "a second apart share a key.",
+                    window.repeated_keys,
+                )
+            result.repeated_keys = window.repeated_keys
         self.log.info("Peak ingest: %s", result)
         return result
 
-    def _send_batch(
-        self,
-        transport: Transport,
-        url: str,
-        head: bytes,
-        tail: bytes,
-        rows: list[bytes],
-        idempotent: bool,
-        counters: Counters,
-    ) -> list[tuple[list[bytes], Any]]:
-        """POST one batch (worker thread); on 413 split it in halves and send those."""
-        try:
-            response = transport.request(
-                "POST", url, body=head + b",".join(rows) + tail, idempotent=idempotent, counters=counters
-            )
-        except PayloadTooLarge:
-            if len(rows) == 1:
-                return [(rows, _TOO_LARGE)]
-            mid = len(rows) // 2
-            return [
-                *self._send_batch(transport, url, head, tail, rows[:mid], idempotent, counters),
-                *self._send_batch(transport, url, head, tail, rows[mid:], idempotent, counters),
-            ]
-        return [(rows, json_or_none(response))]
+    def _batch_sender(
+        self, url: str, head: bytes, tail: bytes, op: str, object_name: str, counters: Counters
+    ) -> Callable[[list[bytes]], list[Failure]]:
+        """The function a worker thread calls to POST one batch and read which rows the API rejected."""
+        transport = self.transport  # built here, not lazily by several worker threads at once
+        what = f"ingest {op} {object_name}"
+        scrub = self._scrub
 
-    @staticmethod
-    def _oversized(encoder: RowEncoder, encoded: bytes, limit: int) -> Rejection:
-        row = json.loads(encoded)
-        return Rejection(
-            key=encoder.key_of(row),
-            field=None,
-            reason=f"{encoder.resource.name}: row is {len(encoded)} bytes encoded, over max_request_bytes ({limit})",
-            row=row,
-        )
+        def send(rows: list[bytes]) -> list[Failure]:
+            body = head + b",".join(rows) + tail
 
-    @staticmethod
-    def _reconcile(
-        encoder: RowEncoder,
-        sent: list[bytes],
-        payload: Any,
-        result: IngestResult,
-        reject: Callable[[Rejection], None],
-    ) -> None:
-        """Count one answered batch: rows in the API's ``failed`` array are rejected, the rest accepted."""
-        name = encoder.resource.name
-        if payload is _TOO_LARGE:
-            row = json.loads(sent[0])
-            reject(Rejection(encoder.key_of(row), None, f"{name}: the API answered 413 for this row alone", row=row))
-            return
-        result.rows_sent += len(sent)
-        rejected_indexes: set[int] = set()
-        failed = 0
-        for entry in failed_entries(payload):
-            if failed >= len(sent):
-                break
-            index = entry["index"]
-            if index is not None and 0 <= index < len(sent):
-                if index in rejected_indexes:
-                    continue
-                rejected_indexes.add(index)
-                row = json.loads(sent[index])
-            else:
-                row = entry["row"]
-            failed += 1
-            reject(
-                Rejection(
-                    key=encoder.key_of(row) if row else None,
-                    field=entry["field"],
-                    reason=f"{name}: rejected by the API: {entry['reason']}",
-                    code=entry["code"],
-                    row=row,
-                )
+            def read(status: int, answer: bytes) -> list[Failure]:
+                return read_ingest_reply(status, answer, len(rows), scrub)
+
+            return transport.request(
+                "POST", url, what=what, body=body, idempotent=op == "UPSERT", counters=counters, read=read
             )
-        result.rows_accepted += len(sent) - failed
+
+        return send
 
     # --- schema ----------------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        max_retries: int | None = None,
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        response = self.transport.request(
+        answer: bytes
+        _, answer = self.transport.request(
             method,
             self.settings.base_url + path,
+            what=f"{method} {path}",
             body=data,
             params=params,
             idempotent=method == "GET",
             counters=Counters(),
+            max_retries=max_retries,
         )
-        return json_or_none(response)
+        return json_or_none(answer)
 
     def list_solutions(self) -> Any:
         """``GET /api/v2/schema/solutions``: the tenant's rolled-out solutions."""
@@ -374,26 +462,15 @@ class PeakHook(BaseHook):
         return self._call("POST", f"/api/v2/schema/{self.resource(resource).object}/add-attribute", body=body)
 
     def test_connection(self) -> tuple[bool, str]:
-        """A cheap authenticated GET (the solutions list); ``(False, reason)`` on any failure."""
+        """A cheap authenticated GET (the solutions list), not retried; ``(False, reason)`` on any failure.
+
+        The reason is the transport's own classification (cause, status and the underlying reason).
+        """
         try:
-            response = self.get_conn().get(
-                self.settings.base_url + "/api/v2/schema/solutions",
-                timeout=min(self.settings.timeout, 30),
-                verify=self.settings.verify,
-            )
-        except requests.exceptions.SSLError as exc:
-            return False, f"TLS error talking to {self.settings.host}: {self._scrub(str(exc))[:300]}"
-        except requests.Timeout:
-            return False, f"No answer from {self.settings.host} within {min(self.settings.timeout, 30)}s"
-        except requests.ConnectionError as exc:
-            return False, f"Cannot reach {self.settings.host} (DNS or network): {self._scrub(str(exc))[:300]}"
-        if response.status_code in (401, 403):
-            return False, f"HTTP {response.status_code}: Peak refused the Personal Access Token"
-        if response.status_code >= 300:
-            return False, f"HTTP {response.status_code}: {self._scrub(response.text[:300])}"
-        names = [
-            s.get("solutionName") for s in (json_or_none(response) or {}).get("solutions", []) if isinstance(s, dict)
-        ]
+            payload = self._call("GET", "/api/v2/schema/solutions", max_retries=0)
+        except PeakError as exc:
+            return False, str(exc)
+        names = [s.get("solutionName") for s in (payload or {}).get("solutions", []) if isinstance(s, dict)]
         if names and self.settings.solution_name not in names:
             return False, f"Connected, but solution {self.settings.solution_name!r} is not one of {names}"
         return True, f"Connected to {self.settings.host}; solution {self.settings.solution_name!r} is available"

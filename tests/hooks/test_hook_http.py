@@ -74,20 +74,17 @@ def test_413_splits_the_batch(peak_emulator_factory, monkeypatch):
 
 
 def test_429_retry_after_is_honoured(peak_emulator_factory, monkeypatch):
-    # the emulator allows 1 request/s (token bucket) while the client is configured for 1000/s:
-    # every request after the first meets a 429 with Retry-After: 1, and the hook waits exactly that long
+    # the emulator allows 1 request/s (token bucket) while the client is configured for 1000/s: a 429 with
+    # Retry-After: 1 pauses the process's sending for that long (plus jitter); throttles use up no retries
     emulator = peak_emulator_factory(limits=Limits(requests_per_second=1))
     hook = hook_for(
-        emulator, monkeypatch, requests_per_second=1000, max_rows_per_request=5, max_in_flight=1, **FAST_RETRIES
+        emulator, monkeypatch, requests_per_second=1000, max_rows_per_request=5, max_in_flight=1, max_retries=0
     )
-    delays: list[float] = []
-    real_sleep = hook.transport.sleep
-    hook.transport.sleep = lambda seconds: (delays.append(seconds), real_sleep(seconds))[1]
     result = hook.upsert("products", products(15))
     statuses = [e["status"] for e in ingest_log(emulator)]
     assert statuses.count(200) == 3 and statuses.count(429) >= 1
-    assert delays and all(d == 1.0 for d in delays)  # Retry-After, not the 10 ms backoff
-    assert result.retries == statuses.count(429) and result.rows_accepted == 15
+    assert result.throttled == statuses.count(429) and result.retries == 0 and result.rows_accepted == 15
+    assert result.throttle_wait_seconds >= 1.0  # Retry-After honoured, not the 10 ms backoff
 
 
 def test_503_then_success(peak_emulator, monkeypatch):
@@ -113,7 +110,7 @@ def test_timeout_then_success(peak_emulator, monkeypatch):
 def test_retries_run_out(peak_emulator, monkeypatch):
     peak_emulator.set_faults(error_rate=1.0, error_statuses=[503])
     hook = hook_for(peak_emulator, monkeypatch, max_retries=2, **FAST_RETRIES)
-    with pytest.raises(PeakHTTPError, match="after 2 retries: HTTP 503") as failure:
+    with pytest.raises(PeakHTTPError, match=r"after 2 retries\. HTTP 503") as failure:
         hook.upsert("products", products(5))
     assert failure.value.status == 503 and failure.value.result.rows_read == 5
 
@@ -182,6 +179,7 @@ def test_rate_limit_is_never_exceeded(peak_emulator_factory, monkeypatch):
     assert elapsed >= 59 / 20 * 0.95 and result.rows_accepted == 600
 
 
+@pytest.mark.slow
 def test_a_generator_of_100k_rows_is_streamed(peak_emulator_factory, monkeypatch):
     emulator = peak_emulator_factory(limits=Limits(requests_per_second=0))
     hook = hook_for(emulator, monkeypatch, requests_per_second=100_000, max_in_flight=4)
@@ -217,7 +215,7 @@ def test_test_connection(peak_emulator, monkeypatch):
         ),
     )
     ok, reason = PeakHook("peak_down").test_connection()
-    assert not ok and "Cannot reach" in reason
+    assert not ok and "connection refused" in reason and "Connection refused" in reason  # cause and OS reason
 
 
 def test_schema_calls(peak_emulator, monkeypatch):

@@ -1,0 +1,132 @@
+"""Issue #12, "counts after a failure are wrong": every failure path reports honest counts.
+
+Whatever stops a load (a 500 after the server stored the batch, a 401 part-way, the row source raising,
+lost answers), the error carries ``result``; every row read is in exactly one bucket; the rows accepted
+are exactly the server's stored rows that are not in doubt; and every in-doubt row went to
+``on_rejected`` with outcome ``in_doubt``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from peak_provider.exceptions import PeakAuthError, PeakError, PeakHTTPError, PeakSourceError
+from peak_provider.hooks.peak import PeakHook
+from peak_provider.result import IngestResult, Rejection
+from peak_provider.retries import Cause
+from tests.hooks.test_hook_http import FAST_RETRIES, hook_for, products
+from tests.hostile import Answer, json_answer
+
+TOKEN = "test-token-123"  # the peak_connection fixture's
+
+
+def load(hook: PeakHook, rows: Any, operation: str = "APPEND") -> tuple[PeakError, list[Rejection]]:
+    """Run a load that must fail; the error (with its result) and what went to ``on_rejected``."""
+    rejections: list[Rejection] = []
+    try:
+        with pytest.raises(PeakError) as failure:
+            hook.ingest("products", rows, operation=operation, on_rejected=rejections.append)
+    finally:
+        hook.close()
+    assert failure.value.result is not None, "the error carries no result"
+    return failure.value, rejections
+
+
+def assert_honest(result: IngestResult, stored: list[str], rejections: list[Rejection]) -> set[str]:
+    """The buckets add up, accepted == stored rows not in doubt, in-doubt rows reported; the in-doubt ids."""
+    assert result.reconciled, result
+    in_doubt = {r.key["product_id"] for r in rejections if r.outcome == "in_doubt" and r.key}
+    assert len(in_doubt) == result.rows_in_doubt == sum(r.outcome == "in_doubt" for r in rejections)
+    assert len(stored) == len(set(stored)), "an APPEND row was stored twice"
+    assert result.rows_accepted == len(set(stored) - in_doubt)
+    return in_doubt
+
+
+class StoringServer:
+    """Stores every ingest POST's rows, then answers ``answer_for(n)`` for the n-th request (1-based)."""
+
+    def __init__(self, answer_for: Any):
+        self.answer_for = answer_for
+        self.stored: list[str] = []
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        with self._lock:
+            self._count += 1
+            n = self._count
+            answer = self.answer_for(n)
+            if answer[0] == 200 or answer[0] >= 500:  # a 5xx from a gateway after the backend stored the rows
+                self.stored.extend(row["product_id"] for row in json.loads(body)["data"])
+        return answer
+
+
+def test_append_500_after_storing_counts_every_batch_in_flight(hostile, peak_connection):
+    server = StoringServer(lambda n: json_answer({"error": "gateway"}, 500) if n == 3 else json_answer({}))
+    url = hostile(server).url
+    hook = PeakHook(peak_connection(host=url, max_rows_per_request=100, max_in_flight=4, **FAST_RETRIES))
+
+    error, rejections = load(hook, products(5_000))
+
+    assert isinstance(error, PeakHTTPError) and error.status == 500 and error.cause is Cause.SERVER_ERROR
+    result = error.result
+    assert result is not None
+    in_doubt = assert_honest(result, server.stored, rejections)
+    assert result.rows_in_doubt == 100 and in_doubt <= set(server.stored)  # the 500 batch: stored, not re-sent
+    assert result.rows_accepted + result.rows_in_doubt == len(server.stored)  # in-flight batches counted
+    assert result.rows_unsent == result.rows_read - len(server.stored) > 0
+
+
+def test_401_mid_load_carries_the_counts_so_far(hostile, peak_connection):
+    refused = json_answer({"message": "Unauthorized"}, 401)
+    server = StoringServer(lambda n: refused if n > 2 else json_answer({"failed": []}))
+    url = hostile(server).url
+    hook = PeakHook(peak_connection(host=url, max_rows_per_request=100, max_in_flight=4, **FAST_RETRIES))
+
+    error, rejections = load(hook, products(5_000), operation="UPSERT")
+
+    assert isinstance(error, PeakAuthError) and error.status == 401 and TOKEN not in str(error)
+    result = error.result
+    assert result is not None
+    assert_honest(result, server.stored, rejections)
+    assert (result.rows_accepted, result.rows_in_doubt) == (len(server.stored), 0)  # refused: certainly not applied
+    assert result.rows_unsent == result.rows_read - len(server.stored) > 0
+
+
+def test_source_raising_part_way_reports_the_rows_read(peak_emulator, monkeypatch):
+    def source() -> Iterator[dict[str, Any]]:
+        yield from products(750)
+        raise RuntimeError("warehouse connection lost")
+
+    error, rejections = load(hook_for(peak_emulator, monkeypatch), source())
+
+    assert isinstance(error, PeakSourceError) and "after 750 rows" in str(error) and "RuntimeError" in str(error)
+    assert isinstance(error.__cause__, RuntimeError)
+    result = error.result
+    assert result is not None and result.rows_read == 750
+    stored = [r["product_id"] for r in peak_emulator.rows("INV_PRODUCTS_OOTB")]
+    assert_honest(result, stored, rejections)
+    assert result.rows_accepted == len(stored) == 500 and result.rows_unsent == 250  # the open batch
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lost_answers_on_append_are_in_doubt_not_resent(peak_emulator, monkeypatch, seed):
+    peak_emulator.set_faults(lost_response_rate=0.2, seed=seed)  # stored, then the connection closes
+    hook = hook_for(peak_emulator, monkeypatch, max_rows_per_request=100, max_in_flight=4, **FAST_RETRIES)
+
+    error, rejections = load(hook, products(5_000))
+
+    assert isinstance(error, PeakHTTPError) and error.cause is Cause.DROPPED
+    result = error.result
+    assert result is not None
+    stored = [r["product_id"] for r in peak_emulator.rows("INV_PRODUCTS_OOTB")]
+    in_doubt = assert_honest(result, stored, rejections)
+    assert result.rows_in_doubt >= 100 and in_doubt <= set(stored)  # lost after storing
+    lost = sum(e["rows"] for e in peak_emulator.request_log() if e["fault"] == "lost_response")
+    assert lost == result.rows_in_doubt
+    assert sum(e["rows"] for e in peak_emulator.request_log()) == len(stored)  # no batch sent twice

@@ -1,0 +1,160 @@
+"""Issue #12, "anything 2xx counts every row as accepted": the response contract against tiny hostile servers.
+
+A redirect is never followed (no row leaves for the Location, which the error names), and an answer that is
+not the API's (HTML, invalid JSON, a JSON list, impossible ``failed`` indexes, 204) confirms nothing: the
+batch's rows are in doubt. UPSERT retries such an answer (it is idempotent), APPEND does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+from peak_provider.exceptions import PeakHTTPError
+from peak_provider.hooks.peak import PeakHook
+from peak_provider.result import IngestResult, Rejection
+from peak_provider.retries import Cause
+from tests.hooks.test_hook_http import FAST_RETRIES, products
+from tests.hostile import Answer, Handler, HostileServer, html_answer, json_answer
+
+ROWS = 10  # one batch
+MAX_RETRIES = 2
+INGEST = "/api/v2/ingest/object/PRODUCTS"
+LOGIN_PAGE = "<!doctype html><html><head><title>Sign in</title></head><body>" + "<p>Single sign-on</p>" * 300
+
+
+@pytest.fixture
+def load(peak_connection):
+    """``load(server, operation)``: ingest ROWS products through ``server``; returns the error (or ``None``),
+    what went to ``on_rejected`` and the result."""
+
+    def run(server: HostileServer, operation: str) -> tuple[PeakHTTPError | None, list[Rejection], IngestResult]:
+        hook = PeakHook(peak_connection(host=server.url, max_retries=MAX_RETRIES, **FAST_RETRIES))
+        rejections: list[Rejection] = []
+        try:
+            result = hook.ingest("products", products(ROWS), operation=operation, on_rejected=rejections.append)
+        except PeakHTTPError as exc:
+            assert exc.result is not None
+            return exc, rejections, exc.result
+        finally:
+            hook.close()
+        return None, rejections, result
+
+    return run
+
+
+def ingest_then(answer: Answer) -> Handler:
+    """A server answering every ingest POST with ``answer``, and anything else with a sign-in page."""
+
+    def handler(method: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        return answer if method == "POST" and path == INGEST else html_answer(LOGIN_PAGE)
+
+    return handler
+
+
+def assert_all_in_doubt(result: IngestResult, rejections: list[Rejection]) -> None:
+    assert (result.rows_read, result.rows_accepted, result.rows_in_doubt) == (ROWS, 0, ROWS)
+    assert result.reconciled and result.rows_sent == 0
+    assert [r.outcome for r in rejections] == ["in_doubt"] * ROWS
+    assert [r.key["product_id"] for r in rejections if r.key] == [f"P{i:07d}" for i in range(ROWS)]
+
+
+@pytest.mark.parametrize("operation", ["APPEND", "UPSERT"])
+@pytest.mark.parametrize(
+    ("status", "location"),
+    [
+        (301, "target"),
+        (302, "target"),
+        (302, "/login"),  # an SSO gateway: 302 to its own sign-in page, which answers 200 HTML
+        (303, "target"),
+        (307, "target"),
+        (308, "target"),
+    ],
+)
+def test_redirect_is_never_followed_and_confirms_nothing(hostile, load, status, location, operation):
+    target = hostile(ingest_then(json_answer({"failed": []})))  # would "accept" whatever reached it
+    where = target.url + "/login" if location == "target" else location
+    server = hostile(ingest_then((status, {"Location": where}, b"")))
+
+    error, rejections, result = load(server, operation)
+
+    assert error is not None and error.status == status and error.cause is Cause.REDIRECT
+    host = target.host if location == "target" else server.host
+    assert f"HTTP {status}" in str(error) and host in str(error)
+    assert [(r.method, r.path) for r in server.requests] == [("POST", INGEST)]  # not retried, not followed
+    assert target.requests == []  # no row left for the Location's host
+    assert_all_in_doubt(result, rejections)
+
+
+NOT_UNDERSTOOD = {
+    "html_maintenance_page": (html_answer("<html><body><h1>Scheduled maintenance</h1>" + "x" * 5000), "not JSON"),
+    "invalid_json": ((200, {"Content-Type": "application/json"}, b'{"failed": [{"index": 1'), "not JSON"),
+    "json_list": (json_answer([]), "JSON list, not an object"),
+    "index_one_based": (json_answer({"failed": [{"index": ROWS, "message": "bad"}]}), f"index {ROWS} is outside"),
+    "index_out_of_range": (json_answer({"failed": [{"index": 999, "message": "bad"}]}), "index 999 is outside"),
+    "index_negative": (json_answer({"failed": [{"index": -1, "message": "bad"}]}), "index -1 is outside"),
+    "partial_without_failed": (json_answer({"status": "PARTIAL_SUCCESS"}), "without any 'failed' entry"),
+    "no_content_204": ((204, {}, b""), "HTTP 204"),
+}
+
+
+@pytest.mark.parametrize(("operation", "requests"), [("APPEND", 1), ("UPSERT", 1 + MAX_RETRIES)])
+@pytest.mark.parametrize("case", NOT_UNDERSTOOD)
+def test_answer_not_understood_leaves_rows_in_doubt(hostile, load, case, operation, requests):
+    answer, words = NOT_UNDERSTOOD[case]
+    server = hostile(ingest_then(answer))
+
+    error, rejections, result = load(server, operation)
+
+    assert error is not None and error.cause is Cause.UNRECOGNISED
+    assert words in str(error) and len(str(error)) < 1000  # a short excerpt, never the whole page
+    assert len(server.requests) == requests  # UPSERT retries what may not have landed; APPEND never
+    assert_all_in_doubt(result, rejections)
+
+
+@pytest.mark.parametrize("operation", ["APPEND", "UPSERT"])
+def test_status_failed_rejects_every_row(hostile, load, operation):
+    server = hostile(ingest_then(json_answer({"status": "FAILED"})))
+
+    error, rejections, result = load(server, operation)
+
+    assert error is None and len(server.requests) == 1  # an answer of the API: final, not retried
+    assert (result.rows_accepted, result.rows_rejected, result.rows_in_doubt) == (0, ROWS, 0)
+    assert {r.outcome for r in rejections} == {"rejected"} and "FAILED" in rejections[0].reason
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        json_answer({}, status=200),
+        json_answer({"status": "SUCCESS", "failed": None}, status=200),
+        json_answer({"status": "ACCEPTED", "failed": []}, status=202),
+    ],
+    ids=["empty_object", "failed_null", "accepted_202"],
+)
+def test_an_api_answer_without_failures_confirms_every_row(hostile, load, answer):
+    server = hostile(ingest_then(answer))
+    error, rejections, result = load(server, "APPEND")
+    assert error is None and rejections == []
+    assert (result.rows_sent, result.rows_accepted, result.rows_in_doubt) == (ROWS, ROWS, 0)
+
+
+def test_failed_entries_reject_exactly_their_rows(hostile, load):
+    failed = [
+        {"index": 0, "errors": [{"field": "pack_size", "code": "DI_E_1", "message": "must be positive"}]},
+        {"index": ROWS - 1, "message": "duplicate"},
+    ]
+    server = hostile(ingest_then(json_answer({"status": "PARTIAL_SUCCESS", "failed": failed})))
+
+    error, rejections, result = load(server, "APPEND")
+
+    assert error is None
+    assert (result.rows_accepted, result.rows_rejected, result.rows_in_doubt) == (ROWS - 2, 2, 0)
+    first, last = rejections
+    assert (first.key, first.field, first.code) == (
+        {"product_id": "P0000000", "updated_at": "2025-01-15 08:00:00"},
+        "pack_size",
+        "DI_E_1",
+    )
+    assert "must be positive" in first.reason and last.key["product_id"] == f"P{ROWS - 1:07d}"

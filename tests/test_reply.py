@@ -1,0 +1,198 @@
+"""The ingest answer contract (``read_ingest_reply``): which answers confirm a batch, and which rows they reject."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from peak_provider.reply import EXCERPT, Failure, NotUnderstood, read_ingest_reply
+
+TOKEN = "pat-canary-0123456789abcdef0123456789abcdef"
+
+
+def scrub(text: str) -> str:
+    return text.replace(TOKEN, "***")
+
+
+def by_product_id(row: dict[str, Any]) -> int | None:
+    """A batch of P0, P1, P2: finds a ``failed`` entry's row by its key."""
+    return {"P0": 0, "P1": 1, "P2": 2}.get(str(row.get("product_id")))
+
+
+def read(body: Any, rows: int = 3, status: int = 200, **kwargs: Any) -> list[Failure]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return read_ingest_reply(status, data, rows, scrub, **kwargs)
+
+
+WHOLE_BATCH = "the API reported status FAILED for the whole batch"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kwargs", "expected"),
+    [
+        (200, {}, {}, []),
+        (200, {"status": "SUCCESS"}, {}, []),
+        (200, {"status": "ok"}, {}, []),
+        (200, {"failed": []}, {}, []),
+        (200, {"failed": None}, {}, []),
+        (202, {"failed": []}, {}, []),
+        (
+            200,
+            {
+                "failed": [
+                    {
+                        "index": 2,
+                        "errors": [
+                            {"field": "pack_size", "code": "DI_E_101", "category": "TYPE", "message": "not an integer"}
+                        ],
+                    }
+                ]
+            },
+            {},
+            [Failure(2, "pack_size", "DI_E_101", "[TYPE] pack_size: not an integer")],
+        ),
+        (200, {"failed": [{"index": 0, "message": "too long"}]}, {}, [Failure(0, None, None, "too long")]),
+        (
+            200,
+            {"failed": [{"row": {"product_id": "P1"}, "message": "bad"}]},
+            {"key_index": by_product_id},
+            [Failure(1, None, None, "bad")],
+        ),
+        (
+            200,
+            {"failed": [{"index": 1, "message": "first"}, {"index": 1, "message": "second"}]},
+            {},
+            [Failure(1, None, None, "first")],
+        ),
+        (
+            200,
+            {"status": "PARTIAL_SUCCESS", "failed": [{"index": 1, "message": "m"}]},
+            {},
+            [Failure(1, None, None, "m")],
+        ),
+        (
+            200,
+            {"status": "FAILED", "failed": [{"index": 1, "message": "m"}]},
+            {},
+            [Failure(0, None, None, WHOLE_BATCH), Failure(1, None, None, "m"), Failure(2, None, None, WHOLE_BATCH)],
+        ),
+        (200, {"status": "FAILED"}, {}, [Failure(i, None, None, WHOLE_BATCH) for i in range(3)]),
+    ],
+    ids=[
+        "empty-object",
+        "status-success",
+        "status-lowercase",
+        "failed-empty",
+        "failed-null",
+        "202-with-body",
+        "failed-with-index-and-errors",
+        "failed-with-index-and-message",
+        "failed-with-row-only",
+        "duplicate-index-keeps-the-first",
+        "partial-success",
+        "failed-status-with-entries",
+        "failed-status-alone",
+    ],
+)
+def test_answers_that_confirm_the_batch(status, body, kwargs, expected):
+    assert read(body, status=status, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kwargs", "words"),
+    [
+        (200, b"<html><body>Down for maintenance</body></html>", {}, "not JSON"),
+        (200, b'{"failed": [', {}, "not JSON"),
+        (200, b"\xff\xfe\x00garbage", {}, "not JSON"),
+        (200, [], {}, "JSON list, not an object"),
+        (200, b"[" * 100_000, {}, "not JSON"),
+        (200, b"", {}, "empty body"),
+        (200, b"  \n", {}, "empty body"),
+        (204, b"", {}, "HTTP 204"),
+        (204, {}, {}, "HTTP 204"),
+        (200, {"status": "QUEUED"}, {}, "unknown status 'QUEUED'"),
+        (200, {"status": "PARTIAL_SUCCESS"}, {}, "without any 'failed' entry"),
+        (200, {"status": "PARTIAL_SUCCESS", "failed": []}, {}, "without any 'failed' entry"),
+        (200, {"failed": {"0": "bad"}}, {}, "'failed' is a dict"),
+        (200, {"failed": ["bad"]}, {}, "entry is str"),
+        (200, {"failed": [{"index": 1}, {"index": 2}, {"index": 3}]}, {}, "index 3 is outside the batch of 3 rows"),
+        (200, {"failed": [{"index": 7}]}, {}, "index 7 is outside"),
+        (200, {"failed": [{"index": -1}]}, {}, "index -1 is outside"),
+        (200, {"failed": [{"index": 1.0}]}, {}, "index is 1.0, not an integer"),
+        (200, {"failed": [{"index": True}]}, {}, "index is True, not an integer"),
+        (200, {"failed": [{"index": "1"}]}, {}, "index is '1', not an integer"),
+        (200, {"failed": [{"row": {"product_id": "P1"}}]}, {}, "names no row"),
+        (200, {"failed": [{"row": {"product_id": "P9"}}]}, {"key_index": by_product_id}, "names no row"),
+        (200, {"failed": [{"message": "bad"}]}, {"key_index": by_product_id}, "names no row"),
+    ],
+    ids=[
+        "html",
+        "invalid-json",
+        "not-utf8",
+        "json-list",
+        "json-nested-too-deep",
+        "empty-body",
+        "blank-body",
+        "204",
+        "204-with-body",
+        "unknown-status",
+        "partial-success-without-failed",
+        "partial-success-with-empty-failed",
+        "failed-not-a-list",
+        "failed-entry-not-an-object",
+        "one-based-index",
+        "index-out-of-range",
+        "negative-index",
+        "float-index",
+        "bool-index",
+        "str-index",
+        "row-only-without-a-key-lookup",
+        "row-not-in-the-batch",
+        "no-index-no-row",
+    ],
+)
+def test_answers_that_confirm_nothing(status, body, kwargs, words):
+    with pytest.raises(NotUnderstood) as caught:
+        read(body, status=status, **kwargs)
+    assert words in str(caught.value)
+
+
+def test_reasons_field_and_code_from_the_server_are_scrubbed():
+    entry = {"index": 0, "errors": [{"field": TOKEN, "code": TOKEN, "message": f"token {TOKEN} expired"}]}
+    (failure,) = read({"failed": [entry]})
+    assert TOKEN not in f"{failure.field} {failure.code} {failure.reason}"
+    assert failure.reason == "***: token *** expired"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"<html>Hello {TOKEN}</html>".encode(),
+        {"status": TOKEN},
+        {"failed": [{"index": TOKEN}]},
+    ],
+    ids=["html", "status", "index"],
+)
+def test_a_token_echoed_in_an_answer_not_understood_is_scrubbed(body):
+    with pytest.raises(NotUnderstood) as caught:
+        read(body)
+    assert TOKEN not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+def test_a_long_reason_is_cut_after_scrubbing():
+    """The token straddles the cut: cutting first would leave its prefix in the reason."""
+    message = "x" * (EXCERPT - 10) + TOKEN + "y" * 5_000
+    (failure,) = read({"failed": [{"index": 0, "message": message}]})
+    assert failure.reason == "x" * (EXCERPT - 10) + "***" + "y" * 7 + "…"
+    assert TOKEN[:8] not in failure.reason
+
+
+def test_a_long_page_not_understood_is_quoted_short_after_scrubbing():
+    with pytest.raises(NotUnderstood) as caught:
+        read(("<p>" + "x" * 110 + TOKEN + "z" * 10_000).encode())
+    text = str(caught.value)
+    assert TOKEN[:5] not in text
+    assert len(text) < 250
