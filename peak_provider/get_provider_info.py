@@ -16,6 +16,14 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     },
 }
 
+#: The ``peak`` asset scheme: URI handler (normalises, rejects malformed URIs), factory, OpenLineage converter.
+ASSET_URIS: dict[str, Any] = {
+    "schemes": ["peak"],
+    "handler": "peak_provider.lineage.sanitize_uri",
+    "factory": "peak_provider.lineage.create_asset",
+    "to_openlineage_converter": "peak_provider.lineage.convert_asset_to_openlineage",
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     """Return the provider dict; ``conn-fields`` is built from the one table of extras."""
@@ -44,5 +52,7 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": conn_fields(),
             }
         ],
-        "asset-uris": [{"schemes": ["peak"], "handler": None}],
+        # Airflow 3 reads asset-uris, Airflow 2 dataset-uris (the same entry, as official providers list it)
+        "asset-uris": [ASSET_URIS],
+        "dataset-uris": [ASSET_URIS],
     }

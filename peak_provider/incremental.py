@@ -14,6 +14,7 @@ parameters in the driver's own placeholder style, never formatted into the SQL t
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from zoneinfo import ZoneInfo
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from peak_provider.exceptions import PeakConfigError
+
+log = logging.getLogger(__name__)
 
 MODES = ("interval", "watermark")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -43,7 +46,7 @@ def check_column(column: str) -> str:
 
 def _placeholder(name: str, position: int, paramstyle: str, positional: bool) -> str:
     if positional:
-        return {"qmark": "?", "numeric": f":{position}"}.get(paramstyle, "%s")
+        return {"qmark": "?", "numeric": f":{position}", "named": f":{position}"}.get(paramstyle, "%s")
     return f"%({name})s" if paramstyle in ("pyformat", "format") else f":{name}"
 
 
@@ -113,35 +116,74 @@ def mark_to_json(value: Any) -> Any:
 
 
 class WatermarkStore:
-    """Where a task's high-water mark lives: the Asset's state store (Airflow >= 3.3), else a Variable."""
+    """Where a task's high-water mark lives, and where earlier versions of the provider kept it.
+
+    ``keys`` are asset names (``Asset`` objects are accepted too), the current one first. On Airflow >= 3.3
+    the mark lives in the current asset's ``asset_state_store``. Where that asset has no mark, the Airflow
+    Variable ``variable_key`` is read, then the older keys (``keys[1:]``), so a changed key neither reloads
+    history nor skips it. The Variable is where the mark goes when there is no asset state store (Airflow
+    < 3.3) or the asset cannot hold state yet: an asset first emitted through an ``AssetAlias`` becomes
+    active only when the scheduler next checks asset references.
+    """
 
     KEY = "peak_watermark"
 
-    def __init__(self, context: Mapping[str, Any], asset: Any, fallback_key: str):
-        self._accessor = None
-        store = context.get("asset_state_store")
-        if store is not None:
-            try:
-                self._accessor = store[asset]
-            except (KeyError, TypeError):
-                self._accessor = None
-        self.fallback_key = fallback_key
+    def __init__(self, context: Mapping[str, Any], keys: Sequence[Any], variable_key: str):
+        self.keys = [getattr(key, "name", key) for key in keys]
+        self.variable_key = variable_key
+        self._store = context.get("asset_state_store")
+        self.backend = "asset_state_store" if self._store is not None else "variable"
 
-    @property
-    def backend(self) -> str:
-        return "asset_state_store" if self._accessor is not None else "variable"
+    def _accessor(self, name: str) -> Any:
+        """The state accessor of the asset named ``name``, or ``None``."""
+        try:
+            from airflow.sdk.execution_time.context import AssetStateStoreAccessor, AssetStateStoreAccessors
+        except ImportError:  # Airflow < 3.3
+            AssetStateStoreAccessor = AssetStateStoreAccessors = None  # type: ignore[assignment,misc]
+        if AssetStateStoreAccessors is not None and isinstance(self._store, AssetStateStoreAccessors):
+            # any asset by name: an AssetAlias outlet gives the task no accessor of its own
+            return AssetStateStoreAccessor(name=name)
+        try:
+            return self._store[name]  # type: ignore[index]
+        except (KeyError, TypeError):
+            return None
+
+    def _from_asset(self, name: str) -> Any:
+        accessor = self._accessor(name) if self._store is not None else None
+        return accessor.get(self.KEY) if accessor is not None else None
 
     def get(self) -> Any:
-        if self._accessor is not None:
-            return self._accessor.get(self.KEY)
+        """The stored mark: the current asset's, else the Variable's, else one stored under an older key."""
         from airflow.providers.common.compat.sdk import Variable
 
-        return Variable.get(self.fallback_key, None)  # positional: the keyword differs between Airflow 2 and 3
+        current, *older = self.keys
+        if (mark := self._from_asset(current)) is not None:
+            self.backend = f"asset_state_store of {current}"
+            return mark
+        # positional default: the keyword differs between Airflow 2 and 3
+        if (mark := Variable.get(self.variable_key, None)) is not None:
+            self.backend = f"variable {self.variable_key}"
+            return mark
+        for name in older:
+            if (mark := self._from_asset(name)) is not None:
+                self.backend = f"asset_state_store of {name} (an earlier key; carried over)"
+                return mark
+        return None
 
     def set(self, value: Any) -> None:
-        if self._accessor is not None:
-            self._accessor.set(self.KEY, value)
-            return
+        """Store the mark in the current asset's state, or in the Variable where that cannot hold it."""
         from airflow.providers.common.compat.sdk import Variable
 
-        Variable.set(self.fallback_key, value)
+        current = self.keys[0]
+        accessor = self._accessor(current) if self._store is not None else None
+        if accessor is not None:
+            try:
+                accessor.set(self.KEY, value)
+                self.backend = f"asset_state_store of {current}"
+                return
+            except Exception as exc:  # e.g. the asset is not active yet (404)
+                log.info(
+                    "Asset %s cannot hold the watermark yet (%s); using Variable %s", current, exc, self.variable_key
+                )
+        Variable.set(self.variable_key, value)
+        self.backend = f"variable {self.variable_key}"

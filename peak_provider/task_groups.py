@@ -10,7 +10,7 @@ from airflow.providers.common.compat.sdk import TaskGroup
 from peak_provider.exceptions import PeakConfigError
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.operators.peak import SqlToPeakOperator
-from peak_provider.resources import CatalogueError, get_application, load_order
+from peak_provider.resources import Application, CatalogueError, applications_with, get_application, load_order
 
 
 def peak_load_group(
@@ -28,14 +28,19 @@ def peak_load_group(
     Products and locations load before the orders and sales that reference them; resources that do
     not depend on each other run in parallel (bounded by the ``pool``/``max_active_tis_per_dag`` you pass).
 
+    Building the group reads no connection (it runs whenever the DAG file is parsed).
+
     :param loads: resource name -> SQL (or ``.sql`` file); task ids are the resource names.
-    :param application: the catalogue to order by; default: the Peak connection's ``application``.
+    :param application: the catalogue to check and order by (``inventory``, ``b2c_pricing``, …). Default:
+        the application whose catalogue has all of ``loads``; where several do and their foreign keys
+        among ``loads`` differ, pass it.
     :param per_resource: resource -> extra operator arguments for that resource only.
     :param operator_kwargs: arguments for every operator (``pool``, ``retries``, ``incremental_column``, …).
-    :raises PeakConfigError: an unknown resource or a foreign-key cycle, at DAG parse time.
+    :raises PeakConfigError: an unknown resource or application, an ambiguous catalogue or a foreign-key
+        cycle, at DAG parse time.
     """
-    app = get_application(application or PeakHook(peak_conn_id).settings.application)
     try:
+        app = _catalogue_of(loads, application)
         order = load_order(app, loads)
     except CatalogueError as exc:
         raise PeakConfigError(f"peak_load_group {group_id!r}: {exc}") from None
@@ -49,6 +54,7 @@ def peak_load_group(
                 sql=sql_by_name[name],
                 sql_conn_id=sql_conn_id,
                 peak_conn_id=peak_conn_id,
+                application=application,
                 **{**operator_kwargs, **extra.get(name, {})},
             )
             for name in order
@@ -58,3 +64,27 @@ def peak_load_group(
                 if fk.references in tasks and fk.references != name:
                     tasks[fk.references] >> task
     return group
+
+
+def _catalogue_of(loads: Mapping[str, str], application: str | None) -> Application:
+    """``application``'s catalogue, or the one application that has all of ``loads`` (several that
+    agree on the foreign keys among them count as one: the order is the same)."""
+    if application is not None:
+        return get_application(application)
+    candidates = applications_with(loads)
+
+    def edges(app: Application) -> set[tuple[str, str]]:
+        names = {name.lower() for name in loads}
+        return {
+            (name, fk.references)
+            for name in names
+            for fk in app.resource(name).foreign_keys
+            if fk.references in names and fk.references != name
+        }
+
+    if len({frozenset(edges(app)) for app in candidates}) > 1:
+        raise CatalogueError(
+            f"{', '.join(sorted(loads))} exist in {', '.join(app.name for app in candidates)} with different "
+            "dependencies; pass application="
+        )
+    return candidates[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import airflow
 import jsonschema
+import pytest
 
 from peak_provider.extras import EXTRAS
 from peak_provider.get_provider_info import get_provider_info
@@ -35,6 +36,7 @@ def test_entry_point_is_declared():
     assert ep.load()() == get_provider_info()
 
 
+@pytest.mark.slow
 def test_airflow_cli_lists_provider_and_hook(tmp_path):
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
     airflow_bin = Path(sys.executable).parent / "airflow"

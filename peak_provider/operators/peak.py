@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowNotFoundException, Asset, BaseOperator
+from airflow.providers.common.compat.sdk import Asset, AssetAlias, BaseOperator
 
-from peak_provider.exceptions import PeakConfigError, PeakRejectedRowsError
-from peak_provider.hooks.peak import PeakHook
+from peak_provider.exceptions import PeakConfigError, PeakError, PeakRejectedRowsError
+from peak_provider.hooks.peak import PeakHook, PeakResumeError
 from peak_provider.incremental import (
     MODES,
     MaxTracker,
@@ -21,29 +20,43 @@ from peak_provider.incremental import (
     interval_bounds,
     mark_to_json,
 )
+from peak_provider.lineage import PeakObject, output_dataset, peak_object_of_hook
 from peak_provider.rejected import RejectedRowsSink
+from peak_provider.resources import CatalogueError, applications_with, get_application
 from peak_provider.resume import Checkpoint, fingerprint
 from peak_provider.sql_source import Query, paramstyle_of, stream_query
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 log = logging.getLogger(__name__)
 
 
-def peak_asset_uri(peak_conn_id: str, resource: str) -> str:
-    """``peak://<host>/<solution>/<OBJECT>`` for a resource of a connection.
+def peak_asset_uri(hook: PeakHook, resource: str) -> str:
+    """``peak://<host>/<solution>/<OBJECT>`` of a resource's object. It reads the connection (through
+    ``hook``), so it is computed at run time, never when the DAG is parsed."""
+    return peak_object_of_hook(hook, resource).uri
 
-    Read when the DAG is parsed. Where the connection is not defined in the parsing environment (a DAG
-    integrity test, say), the URI falls back to ``peak://<conn_id>/<RESOURCE>`` with a warning, rather
-    than failing the import; pass ``asset_uri`` to pin it.
+
+def peak_asset_alias(peak_conn_id: str, resource: str) -> str:
+    """The name of the ``AssetAlias`` a load's asset events go through: ``peak/<conn_id>/<resource>``."""
+    return f"peak/{peak_conn_id}/{resource.lower()}"
+
+
+def check_resource(resource: str, application: str | None) -> None:
+    """Check ``resource`` against ``application``'s catalogue, or against every application's when
+    none is given, without reading any connection (this runs when the DAG is parsed).
+
+    :raises PeakConfigError: an unknown application or resource; the error lists the known names.
     """
     try:
-        hook = PeakHook(peak_conn_id)
-    except AirflowNotFoundException:
-        log.warning("Peak connection %r is not defined here; asset URI falls back to the connection id", peak_conn_id)
-        return f"peak://{peak_conn_id}/{resource.upper()}"
-    return f"peak://{hook.settings.host}/{hook.settings.solution_name}/{hook.object_name(resource)}"
+        if application is not None:
+            get_application(application).resource(resource)
+        else:
+            applications_with([resource])
+    except CatalogueError as exc:
+        raise PeakConfigError(str(exc)) from None
 
 
 class SqlToPeakOperator(BaseOperator):
@@ -53,7 +66,19 @@ class SqlToPeakOperator(BaseOperator):
     :meth:`PeakHook.ingest`, so memory stays flat however large the table. The task returns a small
     summary (never rows) and emits an asset event for the Peak object with the counts.
 
+    Building the operator reads no connection, variable or network: ``resource`` is checked against the
+    catalogue of ``application`` (or of every application), and the outlet is the ``AssetAlias``
+    ``peak/<peak_conn_id>/<resource>``. At run time the task adds to it the asset
+    ``peak://<host>/<solution>/<OBJECT>``, read from the connection, with the counts as the event's
+    ``extra``. A downstream DAG schedules on either::
+
+        schedule=[AssetAlias("peak/peak_inventory/products")]  # every load through this alias
+        schedule=[Asset("peak://service.peak.ai/INV_OOTB/INV_PRODUCTS_OOTB")]  # that object, by any task
+
     :param resource: catalogue name of the target, e.g. ``products`` (object ``{prefix}PRODUCTS{suffix}``).
+    :param application: the catalogue ``resource`` is checked against when the DAG is parsed (``inventory``,
+        ``b2c_pricing``, …); default: every application's. The connection's ``application`` decides at run
+        time.
     :param sql: the query, or a path ending in ``.sql`` (templated).
     :param sql_conn_id: the warehouse connection (SQLite, PostgreSQL, Snowflake, …).
     :param peak_conn_id: the ``peak`` connection.
@@ -68,10 +93,14 @@ class SqlToPeakOperator(BaseOperator):
     :param rejected_rows_path: write every rejected row as JSON Lines here (local path or object-storage
         URL; templated, e.g. ``/data/rejects/{{ ds }}/products.jsonl``).
     :param fetch_size: rows fetched from the warehouse per round trip.
-    :param asset_uri: URI of the outlet asset; default ``peak://<host>/<solution>/<OBJECT>`` (read from
-        the connection when the DAG is parsed).
+    :param asset_uri: pin the outlet to this asset (``peak://<host>/<solution>/<OBJECT>``) instead of the
+        alias; the task then updates that asset whatever the connection says.
     :param resumable: order the query by the primary key and checkpoint settled rows in the task's
-        ``task_state_store`` (Airflow >= 3.3), so a retry after a crash resumes instead of re-sending.
+        ``task_state_store`` (Airflow >= 3.3), so a retry resumes instead of re-sending. Default: on for
+        APPEND (a retry must not append rows twice; the ORDER BY costs the warehouse a sort), off for
+        UPSERT (re-sending is harmless). ``resumable=False`` on APPEND is allowed, with a warning.
+    :param max_in_doubt_rows: the task fails after the load when more rows than this are in doubt (sent,
+        outcome unknown; they are written to ``rejected_rows_path`` with ``"outcome": "in_doubt"``).
     """
 
     template_fields: Sequence[str] = ("sql", "parameters", "sql_conn_id", "rejected_rows_path")
@@ -87,6 +116,7 @@ class SqlToPeakOperator(BaseOperator):
         sql: str,
         sql_conn_id: str,
         peak_conn_id: str = PeakHook.default_conn_name,
+        application: str | None = None,
         parameters: Sequence[Any] | Mapping[str, Any] | None = None,
         operation: str | None = None,
         dry_run: bool = False,
@@ -98,7 +128,8 @@ class SqlToPeakOperator(BaseOperator):
         rejected_rows_path: str | None = None,
         fetch_size: int = 5000,
         asset_uri: str | None = None,
-        resumable: bool = False,
+        resumable: bool | None = None,
+        max_in_doubt_rows: int = 0,
         **kwargs: Any,
     ) -> None:
         if incremental_mode is not None and incremental_mode not in MODES:
@@ -107,10 +138,17 @@ class SqlToPeakOperator(BaseOperator):
             raise PeakConfigError("incremental_mode needs incremental_column (e.g. 'updated_at')")
         if operation is not None and operation.upper() not in ("UPSERT", "APPEND"):
             raise PeakConfigError(f"operation must be UPSERT or APPEND, got {operation!r}")
-        self.asset = Asset(asset_uri or peak_asset_uri(peak_conn_id, resource))
-        kwargs["outlets"] = [*(kwargs.get("outlets") or []), self.asset]
+        check_resource(resource, application)
+        self.outlet: Asset | AssetAlias = (
+            Asset(asset_uri) if asset_uri else AssetAlias(peak_asset_alias(peak_conn_id, resource))
+        )
+        kwargs["outlets"] = [*(kwargs.get("outlets") or []), self.outlet]
         super().__init__(**kwargs)
         self.resource = resource.lower()
+        self.application = application
+        self.asset_uri = asset_uri
+        self._peak_object: PeakObject | None = None  # the target, once execute() has read the connection
+        self._peak_result: dict[str, Any] | None = None  # the last load's summary, for OpenLineage
         self.sql = sql
         self.sql_conn_id = sql_conn_id
         self.peak_conn_id = peak_conn_id
@@ -125,32 +163,48 @@ class SqlToPeakOperator(BaseOperator):
         self.rejected_rows_path = rejected_rows_path
         self.fetch_size = fetch_size
         self.resumable = resumable
+        self.max_in_doubt_rows = max_in_doubt_rows
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = PeakHook(self.peak_conn_id)
         hook.resource(self.resource)  # fail before touching the warehouse if the name is wrong
         watermark = None
         if self.incremental_mode == "watermark":
-            watermark = WatermarkStore(context, self.asset, f"peak_watermark__{self.dag_id}__{self.task_id}")
+            watermark = WatermarkStore(
+                context, self._watermark_keys(hook), f"peak_watermark__{self.dag_id}__{self.task_id}"
+            )
         bounds = interval_bounds(context) if self.incremental_mode == "interval" else None
-        sink = RejectedRowsSink(self.rejected_rows_path, self.resource) if self.rejected_rows_path else None
+        operation = (self.operation or hook.resource(self.resource).default_operation).upper()
+        resumable = self.resumable if self.resumable is not None else operation == "APPEND"
+        if operation == "APPEND" and not resumable:
+            self.log.warning("resumable=False: a retry of this APPEND task sends every row again (duplicates)")
         tracker: MaxTracker | None = None
         checkpoint: Checkpoint | None = None
 
         def build(driver: str) -> Query:
             nonlocal checkpoint
-            query = self._query_for(driver, hook, bounds, watermark)
-            if self.resumable:
-                checkpoint = Checkpoint(context, fingerprint(*query))
+            query = self._query_for(driver, hook, bounds, watermark, resumable)
+            if resumable:
+                checkpoint = Checkpoint(context, fingerprint(*query), operation)
                 if not checkpoint.available:
-                    self.log.warning("resumable=True needs Airflow >= 3.3 (task_state_store); a retry starts over")
+                    self.log.warning(
+                        "No task_state_store (Airflow < 3.3): a retry of this task starts over%s",
+                        " and a retried APPEND can duplicate rows" if operation == "APPEND" else "",
+                    )
             return query
 
         with stream_query(self.sql_conn_id, build, self.fetch_size) as stream:
+            earlier = checkpoint.load() if checkpoint is not None else None
+            if checkpoint is not None and earlier is not None:
+                self.log.info(
+                    "Resuming (attempt %d): %d rows were settled by earlier attempts and are skipped",
+                    checkpoint.attempts,
+                    checkpoint.rows_skipped,
+                )
+            sink = None
+            if self.rejected_rows_path:
+                sink = RejectedRowsSink(self.rejected_rows_path, self.resource, append=earlier is not None)
             rows = stream.rows
-            if checkpoint is not None and (skip := checkpoint.load()):
-                self.log.info("Resuming: the first %d rows were settled by an earlier attempt", skip)
-                rows = islice(rows, skip, None)
             if watermark is not None and self.incremental_column is not None:
                 tracker = MaxTracker(self._column_index(stream.columns, self.incremental_column))
                 rows = tracker.track(rows)
@@ -159,13 +213,22 @@ class SqlToPeakOperator(BaseOperator):
                     self.resource,
                     rows,
                     columns=stream.columns,
-                    operation=self.operation,
+                    operation=operation,
                     dry_run=self.peak_dry_run,
                     column_map=self.column_map,
                     custom_attributes=self.custom_attributes,
                     on_rejected=sink.write if sink else None,
-                    on_progress=checkpoint.advance if checkpoint else None,
+                    on_progress=checkpoint.save if checkpoint else None,
+                    resume_from=earlier,
                 )
+            except PeakError as exc:
+                if isinstance(exc, PeakResumeError) and checkpoint is not None:
+                    checkpoint.clear()
+                if exc.result is not None:
+                    where = f"; rejected and in-doubt rows are in {sink.path}" if sink and sink.count else ""
+                    self.log.error("Peak load failed: %s%s", exc.result, where)
+                self._remember_failure(exc)
+                raise
             finally:
                 if sink:
                     sink.close()
@@ -173,21 +236,27 @@ class SqlToPeakOperator(BaseOperator):
 
         summary = result.to_dict()
         if checkpoint is not None:
-            summary["rows_resumed"] = checkpoint.skipped
+            summary["rows_resumed"] = checkpoint.rows_skipped
+            summary["attempts"] = checkpoint.attempts
         if sink and sink.count:
             summary["rejected_rows_path"] = sink.path
         if not result.reconciled:
-            raise PeakConfigError(f"Counts do not reconcile (a bug, please report it): {result}")
-        context["outlet_events"][self.asset].extra = {
-            k: summary[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "operation", "dry_run")
-        }
+            raise PeakError(f"Counts do not reconcile (a bug, please report it): {result}")
+        self._emit_asset_event(context, hook, summary)
         if checkpoint is not None:
             checkpoint.clear()  # the load completed; a later run (or a cleared task) starts from the top
+        where = f"; rows written to {sink.path}" if sink and sink.count else ""
         if result.rows_rejected > self.max_rejected_rows:
-            where = f"; rejected rows written to {sink.path}" if sink and sink.count else ""
             raise PeakRejectedRowsError(
                 f"{result.rows_rejected} rows rejected (max_rejected_rows={self.max_rejected_rows}): {result}"
                 f"{where}. First rejections: {result.rejected_sample[:5]}",
+                summary,
+            )
+        if result.rows_in_doubt > self.max_in_doubt_rows:
+            raise PeakRejectedRowsError(
+                f"{result.rows_in_doubt} rows are in doubt (max_in_doubt_rows={self.max_in_doubt_rows}): they were "
+                f"sent but their outcome is unknown, so they may or may not be in Peak. Look them up by key before "
+                f"sending them again{where}. {result}",
                 summary,
             )
         if watermark is not None and tracker is not None and tracker.maximum is not None and not self.peak_dry_run:
@@ -195,14 +264,127 @@ class SqlToPeakOperator(BaseOperator):
             self.log.info("Stored watermark %s in %s", tracker.maximum, watermark.backend)
         return summary
 
+    def _emit_asset_event(self, context: Context, hook: PeakHook, summary: dict[str, Any]) -> None:
+        """Emit the asset event of the load (counts in its ``extra``) and keep the summary for lineage."""
+        self._peak_object = peak_object_of_hook(hook, self.resource)
+        self._peak_result = summary
+        extra = {k: summary[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "operation", "dry_run")}
+        if isinstance(self.outlet, AssetAlias):
+            uri = self._peak_object.uri
+            context["outlet_events"][self.outlet].add(Asset(uri), extra=extra)
+        else:
+            context["outlet_events"][self.outlet].extra = extra
+
+    def _remember_failure(self, exc: BaseException) -> None:
+        """Keep the counts a failed load carries (``exc.result``, an ``IngestResult``) for lineage."""
+        result = getattr(exc, "result", None)
+        if result is not None:
+            self._peak_result = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+
+    def _watermark_keys(self, hook: PeakHook) -> list[str]:
+        """Asset names the watermark is read from, the current one first, then those earlier versions
+        keyed it by: the URI read when the DAG was parsed (the same object, host as the connection
+        spells it) and the fallback ``peak://<conn_id>/<RESOURCE>`` used where no connection was defined."""
+        obj = peak_object_of_hook(hook, self.resource)
+        keys = [
+            self.asset_uri or obj.uri,
+            obj.uri,
+            f"peak://{hook.settings.host}/{obj.solution}/{obj.object_name}",
+            f"peak://{self.peak_conn_id}/{self.resource.upper()}",
+        ]
+        return list(dict.fromkeys(keys))
+
+    # --- OpenLineage (apache-airflow-providers-openlineage, optional) ------------------------------
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage | None:
+        """Inputs parsed from the SQL (as common-sql's operators do) and the Peak object as output."""
+        return self._openlineage(with_counts=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        """:meth:`get_openlineage_facets_on_start` plus the load's output statistics."""
+        return self._openlineage(with_counts=True)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage | None:
+        """As on completion, with the counts so far when the failed load reported them."""
+        return self._openlineage(with_counts=True)
+
+    def _openlineage(self, *, with_counts: bool) -> OperatorLineage | None:
+        try:
+            from airflow.providers.openlineage.extractors import OperatorLineage
+        except ImportError:
+            return None
+        inputs = self._openlineage_inputs()
+        target = self._peak_object
+        if target is None:
+            try:
+                target = peak_object_of_hook(PeakHook(self.peak_conn_id), self.resource)
+            except Exception as exc:
+                self.log.debug("OpenLineage: no Peak output (%s)", exc)
+        outputs = [output_dataset(target, self._peak_result if with_counts else None)] if target else []
+        return OperatorLineage(
+            inputs=inputs.inputs if inputs else [],
+            outputs=outputs,
+            run_facets=inputs.run_facets if inputs else {},
+            job_facets=inputs.job_facets if inputs else {},
+        )
+
+    def _openlineage_inputs(self) -> OperatorLineage | None:
+        """The tables the query reads, by common-sql's recipe: ``SQLParser`` with the warehouse hook's
+        database info, dialect and default schema. Hooks without OpenLineage support (SQLite) get
+        ``<conn_type>://<host>`` as namespace and are not queried for table schemas."""
+        from airflow.providers.openlineage.sqlparser import DatabaseInfo, SQLParser
+
+        from peak_provider.sql_source import get_db_hook
+
+        if not isinstance(self.sql, str) or not self.sql.strip():
+            return None
+        try:
+            db_hook = get_db_hook(self.sql_conn_id)
+            connection = db_hook.get_connection(getattr(db_hook, db_hook.conn_name_attr))
+            database_info = db_hook.get_openlineage_database_info(connection)
+            use_connection = database_info is not None
+            if database_info is None:
+                authority = f"{connection.host}:{connection.port}" if connection.port else connection.host
+                database_info = DatabaseInfo(scheme=connection.conn_type, authority=authority or None)
+            if connection.conn_type == "sqlite":
+                default_schema: str | None = "main"
+            else:
+                default_schema = db_hook.get_openlineage_default_schema()
+            if use_connection:
+                try:
+                    from airflow.providers.openlineage.utils.utils import should_use_external_connection
+
+                    use_connection = should_use_external_connection(db_hook)
+                except ImportError:
+                    pass
+            dialect = "sqlite" if connection.conn_type == "sqlite" else None
+            parser = SQLParser(
+                dialect=dialect or db_hook.get_openlineage_database_dialect(connection), default_schema=default_schema
+            )
+            return parser.generate_openlineage_metadata_from_sql(
+                sql=self.sql,
+                hook=db_hook,
+                database_info=database_info,
+                sqlalchemy_engine=db_hook.get_sqlalchemy_engine() if use_connection else None,
+                use_connection=use_connection,
+            )
+        except Exception as exc:
+            self.log.warning("OpenLineage: could not read the query's input tables: %s", exc)
+            return None
+
     def _query_for(
-        self, driver: str, hook: PeakHook, bounds: tuple[Any, Any] | None, watermark: WatermarkStore | None
+        self,
+        driver: str,
+        hook: PeakHook,
+        bounds: tuple[Any, Any] | None,
+        watermark: WatermarkStore | None,
+        resumable: bool,
     ) -> Query:
         """The SQL and parameters to run: the user's, wrapped with the incremental filter and, when
         resumable, an ORDER BY the primary key (as named in the source)."""
         tz = hook.settings.source_timezone
         order_by: list[str] = []
-        if self.resumable:
+        if resumable:
             source_of = {field.lower(): column for column, field in self.column_map.items()}
             order_by = [source_of.get(pk, pk) for pk in hook.resource(self.resource).primary_key]
         conditions: list[tuple[str, str, Any]] = []

@@ -141,3 +141,21 @@ def load_order(application: str | Application, resources: Iterable[str]) -> list
         for d in deps.values():
             d.difference_update(ready)
     return ordered
+
+
+def applications_with(resources: Iterable[str]) -> list[Application]:
+    """Every application whose catalogue has all of ``resources``, in :data:`APPLICATIONS` order.
+
+    :raises CatalogueError: a name no application knows (the error lists each application's resources),
+        or no single application has them all.
+    """
+    names = list(dict.fromkeys(r.lower() for r in resources))
+    apps = [get_application(name) for name in APPLICATIONS]
+    for name in names:
+        if not any(name in app.resources for app in apps):
+            known = "; ".join(f"{app.name}: {', '.join(sorted(app.resources))}" for app in apps)
+            raise CatalogueError(f"Unknown resource {name!r} in every application. Known resources: {known}")
+    found = [app for app in apps if all(name in app.resources for name in names)]
+    if not found:
+        raise CatalogueError(f"No single application has all of {', '.join(names)}; pass application=")
+    return found

@@ -12,7 +12,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from peak_provider.exceptions import PeakConfigError, PeakRejectedRowsError
 from peak_provider.operators.peak import SqlToPeakOperator
-from tests.context import outlet_events
+from tests.context import alias_events, outlet_events
 
 COLUMNS = "product_id, product_name, source_id, pack_size, updated_at"
 DAY1, DAY2, DAY3 = (datetime(2025, 3, d, tzinfo=UTC) for d in (1, 2, 3))
@@ -107,9 +107,9 @@ def test_full_load(wh, peak_conn, peak_emulator):
         "pack_size": 6,
         "updated_at": "2025-03-01 05:00:00",
     }
-    assert ctx["outlet_events"][task.asset].extra["rows_accepted"] == 1234
     host = peak_emulator.url.split("://")[1]
-    assert task.asset.uri == f"peak://{host}/INV_OOTB/INV_PRODUCTS_OOTB"
+    ((uri, extra),) = alias_events(ctx["outlet_events"], task.outlet)
+    assert (uri, extra["rows_accepted"]) == (f"peak://{host}/INV_OOTB/INV_PRODUCTS_OOTB", 1234)
 
 
 def test_interval_mode_sends_only_rows_in_the_interval(wh, peak_conn, peak_emulator):
@@ -287,11 +287,11 @@ def stream_conn(conn_id):
 
 def test_missing_connection_at_parse_time_does_not_break_the_dag_import():
     task = SqlToPeakOperator(task_id="t", resource="products", sql="select 1", sql_conn_id="x", peak_conn_id="nope")
-    assert task.asset.uri == "peak://nope/PRODUCTS"
+    assert task.outlet.name == "peak/nope/products"  # an AssetAlias: the asset is known at run time
     pinned = SqlToPeakOperator(
         task_id="u", resource="products", sql="select 1", sql_conn_id="x", peak_conn_id="nope", asset_uri="peak://h/S/O"
     )
-    assert pinned.asset.uri == "peak://h/S/O"
+    assert pinned.outlet.uri == "peak://h/S/O"
 
 
 def test_bad_arguments_fail_at_parse_time(peak_conn):
@@ -334,3 +334,19 @@ def test_a_utc_alias_session_zone_is_spelled_utc_for_psycopg3(postgres_conn_id, 
     assert moment == datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
     if expected == "UTC":
         assert abbreviation == "UTC"  # what a query sees is the same under either name
+
+
+def test_a_failing_query_logs_the_sql_that_ran_without_bind_values(tmp_path, monkeypatch, caplog):
+    from peak_provider.sql_source import stream_query
+
+    path = tmp_path / "wh.db"
+    sqlite3.connect(path).close()
+    monkeypatch.setenv("AIRFLOW_CONN_BROKEN_WH", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    wrapped = "SELECT * FROM (\nSELECT * FROM no_such_table\n) peak_src WHERE peak_src.updated_at >= ?"
+    with (
+        pytest.raises(sqlite3.OperationalError),
+        caplog.at_level("ERROR", logger="peak_provider.sql_source"),
+        stream_query("broken_wh", lambda driver: (wrapped, ["2025-01-01 SECRET-BOUND"]), 100),
+    ):
+        pass
+    assert wrapped in caplog.text and "SECRET-BOUND" not in caplog.text
