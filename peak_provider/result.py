@@ -60,7 +60,10 @@ class IngestResult:
     rows_rejected: int = 0
     rows_in_doubt: int = 0
     rows_unsent: int = 0
-    repeated_keys: int = 0
+    repeated_keys: int = 0  # rows whose key (as sent) repeated one still in flight: sent after it, in order
+    ambiguous_times: int = 0  # naive timestamps in a DST fall-back hour (read as the earlier instant)
+    nonexistent_times: int = 0  # naive timestamps in a DST gap (shifted forward by the gap)
+    truncated_subseconds: int = 0  # timestamps whose fraction of a second was dropped (whole-second format)
     requests: int = 0
     retries: int = 0
     throttled: int = 0  # answers that throttled this load (429), each followed by a process-wide pause

@@ -375,6 +375,9 @@ class PeakHook(BaseHook):
                     window.repeated_keys,
                 )
             result.repeated_keys = window.repeated_keys
+            result.ambiguous_times = encoder.ambiguous_times
+            result.nonexistent_times = encoder.nonexistent_times
+            result.truncated_subseconds = encoder.truncated_subseconds
         self.log.info("Peak ingest: %s", result)
         return result
 
