@@ -27,7 +27,7 @@ from typing import Any
 from peak_provider.exceptions import PeakError, PeakHTTPError
 from peak_provider.reply import Failure
 from peak_provider.result import IngestResult, Rejection
-from peak_provider.retries import Applied
+from peak_provider.retries import Applied, Cause
 from peak_provider.transport import PayloadTooLarge
 
 #: Bucket codes of a settled row (``UNSENT`` rows are not settled: a retry sends them).
@@ -287,10 +287,13 @@ class SendingWindow:
                     lo,
                     hi,
                     error=PeakHTTPError(
-                        f"The server refuses request bodies of about {size + 100} bytes (HTTP 413 for a single "
-                        f"{size}-byte row): a proxy or gateway limits bodies far below max_request_bytes "
-                        f"({self.max_request_bytes}); lower max_request_bytes in the connection",
+                        f"Peak ingest {self.result.operation} {self.result.object_name} failed: "
+                        f"{Cause.CLIENT_ERROR.value}; not retried: the server refuses request bodies of about "
+                        f"{size + 100} bytes (HTTP 413 for a single {size}-byte row): a proxy or gateway limits "
+                        f"bodies far below max_request_bytes ({self.max_request_bytes}); lower max_request_bytes "
+                        "in the connection",
                         status=413,
+                        cause=Cause.CLIENT_ERROR,
                         applied=Applied.NO,
                     ),
                 )

@@ -109,7 +109,8 @@ class _Watchdog:
                 expired = self._active.get(key) is conn
                 if expired:
                     del self._active[key]
-            if expired and (sock := getattr(conn, "sock", None)) is not None:
+            sock = (getattr(conn, "sock", None) or getattr(conn, "_peak_sock", None)) if expired else None
+            if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
@@ -126,6 +127,11 @@ class _DeadlineMixin:
             _current.conn = self
             _WATCHDOG.watch(deadline, self)  # type: ignore[arg-type]
         return super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        # http.client drops .sock once an answer will close the connection: keep it for the watchdog
+        self._peak_sock = getattr(self, "sock", None)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
 
 
 class _HTTPConnection(_DeadlineMixin, HTTPConnection):
@@ -295,7 +301,7 @@ class Transport:
                 response = self._send(method, url, body, params)
             except Exception as exc:  # requests' own, or a socket error from under it (e.g. the watchdog's)
                 cause = _classify_exception(exc) if isinstance(exc, requests.RequestException) else Cause.DROPPED
-                if cause is Cause.DROPPED and time.monotonic() - started >= self.deadline:
+                if cause in (Cause.DROPPED, Cause.TRUNCATED) and time.monotonic() - started >= self.deadline:
                     cause, detail = Cause.TIMEOUT, f"request_deadline of {self.deadline:g}s passed"
                 elif cause is Cause.TIMEOUT:
                     detail = f"no data for {self.timeout:g}s (timeout)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -20,7 +21,7 @@ from peak_provider.ratecontrol import AdaptivePacer, RateControl, SharedBudget, 
 from peak_provider.reply import Failure, excerpt, json_or_none, read_ingest_reply
 from peak_provider.resources import OPERATIONS, Application, Resource, get_application
 from peak_provider.result import IngestResult, Rejection
-from peak_provider.transport import Counters, DeadlineAdapter, Transport
+from peak_provider.transport import Counters, DeadlineAdapter, PayloadTooLarge, Transport
 from peak_provider.wire import RowEncoder
 
 #: Data types ``add-attribute`` accepts (``timestamp`` is accepted as an alias of ``datetime``).
@@ -88,6 +89,18 @@ class _Skipper:
             )
 
 
+def _escaped_char(char: str) -> str:
+    """A regex for one token character as it may be echoed: itself, behind backslashes, or escaped."""
+    if char.isalnum():
+        return re.escape(char)
+    code = ord(char)
+    forms = [re.escape(char), f"(?i:%{code:02x})", f"(?i:\\\\u{code:04x})"]
+    if char == " ":
+        forms.append(r"\+")
+    alternatives = "|".join(forms)
+    return rf"(?:\\*(?:{alternatives}))"
+
+
 def _jsonable_key(key: Any) -> Any:
     return list(key) if isinstance(key, tuple | list) else key
 
@@ -125,13 +138,10 @@ class PeakHook(BaseHook):
                 "or non-ASCII character; paste the token alone"
             )
         self.__token: str = token
-        # the forms a token takes when echoed in JSON, a repr or a URL: all scrubbed, all masked in logs
-        self.__secret_forms = sorted(
-            {token, json.dumps(token)[1:-1], repr(token)[1:-1], quote(token, safe=""), quote_plus(token)},
-            key=len,
-            reverse=True,
-        )
-        for form in self.__secret_forms:
+        # the token as echoed raw or escaped (JSON \\uXXXX or \\/, repr, URL %XX, doubly escaped): each
+        # character other than a letter or digit may come with backslashes or as an escape
+        self.__secret = re.compile("".join(_escaped_char(c) for c in token))
+        for form in {token, json.dumps(token)[1:-1], repr(token)[1:-1], quote(token, safe=""), quote_plus(token)}:
             mask_secret(form)
         self.application: Application = get_application(self.settings.application)
         self.timestamp_format = self.settings.timestamp_format or self.application.timestamp_format
@@ -142,11 +152,8 @@ class PeakHook(BaseHook):
         return f"PeakHook(peak_conn_id={self.peak_conn_id!r}, base_url={self.settings.base_url!r})"
 
     def _scrub(self, text: str) -> str:
-        """``text`` with the token removed in every form it can take (raw, JSON- or URL-escaped)."""
-        for form in self.__secret_forms:
-            if form in text:
-                text = text.replace(form, "***")
-        return text
+        """``text`` with the token removed in every form it can take (raw, JSON-, repr- or URL-escaped)."""
+        return self.__secret.sub("***", text)
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -473,9 +480,15 @@ class PeakHook(BaseHook):
             payload = self._call("GET", "/api/v2/schema/solutions", max_retries=0)
         except PeakError as exc:
             return False, str(exc)
-        names = [s.get("solutionName") for s in (payload or {}).get("solutions", []) if isinstance(s, dict)]
+        except PayloadTooLarge:
+            return False, f"HTTP 413 from {self.settings.host} for a GET: not the Peak API?"
+        solutions = payload.get("solutions") if isinstance(payload, dict) else None
+        if not isinstance(solutions, list):
+            return False, f"{self.settings.host} answered, but not with the API's solutions list: not the Peak API?"
+        names = [s.get("solutionName") for s in solutions if isinstance(s, dict)]
         if names and self.settings.solution_name not in names:
-            return False, f"Connected, but solution {self.settings.solution_name!r} is not one of {names}"
+            listed = excerpt(", ".join(str(n) for n in names), self._scrub, 300)
+            return False, f"Connected, but solution {self.settings.solution_name!r} is not one of: {listed}"
         return True, f"Connected to {self.settings.host}; solution {self.settings.solution_name!r} is available"
 
     # --- legacy UI metadata (Airflow < 3.2; newer versions read conn-fields from the provider info) --
