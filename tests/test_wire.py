@@ -9,7 +9,7 @@ import pytest
 from peak_provider.exceptions import PeakConfigError
 from peak_provider.resources import get_application
 from peak_provider.result import Rejection
-from peak_provider.wire import RowEncoder, failed_entries
+from peak_provider.wire import RowEncoder
 
 PRODUCTS = get_application("inventory").resource("products")
 SALE = get_application("b2c_pricing").resource("sale")
@@ -227,30 +227,6 @@ def test_positional_rows():
     enc = RowEncoder(PRODUCTS, "YYYY-MM-DD HH:MM:SS")
     plan = enc.plan(["product_id", "source_id", "pack_size", "updated_at"], positional=True)
     assert json.loads(enc.encode(("P1", "S1", 3, "2025-01-01 00:00:00"), plan))["pack_size"] == 3
-
-
-def test_failed_entries_are_parsed_tolerantly():
-    payload = {
-        "failed": [
-            {
-                "index": 1,
-                "row": {"a": 1},
-                "errors": [{"code": "DI_E_1", "category": "VALIDATION", "field": "f", "message": "m"}],
-            },
-            {"rowIndex": 2, "error": "boom"},
-            {"record": {"a": 2}, "errorCode": "DI_E_2", "errorMessage": "bad"},
-            "just a string",
-            {"weird": True},
-        ]
-    }
-    entries = failed_entries(payload)
-    assert entries[0] == {"index": 1, "row": {"a": 1}, "field": "f", "code": "DI_E_1", "reason": "[VALIDATION] f: m"}
-    assert entries[1]["index"] == 2 and entries[1]["reason"] == "boom"
-    assert entries[2]["row"] == {"a": 2} and entries[2]["code"] == "DI_E_2"
-    assert "just a string" in entries[3]["reason"]
-    assert "weird" in entries[4]["reason"]
-    assert failed_entries({"status": "SUCCESS"}) == []
-    assert failed_entries(None) == []
 
 
 def test_a_row_with_no_known_column_is_rejected_not_sent_as_an_empty_object():
