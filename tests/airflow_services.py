@@ -7,7 +7,6 @@ connections come through the environment, which the scheduler's task processes i
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import requests
 
 from tests.pg import free_port
+from tests.processes import stop_tree
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 REPO = Path(__file__).resolve().parents[1]
@@ -74,16 +74,9 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
 
 
 def stop_process_group(*procs: subprocess.Popen) -> None:
-    """SIGTERM processes started with ``start_new_session=True`` and their children, all at once; SIGKILL
-    any group still there after 30 s."""
-    for proc in procs:
-        os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    """Stop processes started with ``start_new_session=True``: their groups and every descendant get
+    SIGTERM, then SIGKILL after 30 s even if the leader has exited (:func:`tests.processes.stop_tree`)."""
+    stop_tree(procs, grace=30)
 
 
 @dataclass

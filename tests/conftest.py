@@ -1,13 +1,16 @@
-"""Shared fixtures: an isolated AIRFLOW_HOME, ``peak`` connections from env vars, a capturing HTTP server."""
+"""Shared fixtures: an isolated AIRFLOW_HOME, ``peak`` connections from env vars, a capturing HTTP server;
+and the session's check that no process started by the tests outlives them."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests import processes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +41,26 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
 sys.path[:0] = [str(REPO / "dags"), str(REPO / "tests" / "dag_files")]
 
 
+LEFTOVER_GRACE = 5.0  # seconds processes get to finish exiting at the session's end before they count as leaked
+
+# Airflow's deprecations of its user-facing API fail the run wherever Airflow attributes them (its stacklevel
+# may point inside Airflow although our code made the call); pyproject.toml fails any deprecation raised from
+# our own modules. Named here, not in pyproject.toml, so Airflow is first imported after the environment above.
+AIRFLOW_DEPRECATIONS = (
+    ("airflow.exceptions", "RemovedInAirflow4Warning"),
+    ("airflow.exceptions", "AirflowProviderDeprecationWarning"),
+    ("airflow.sdk.exceptions", "RemovedInAirflow4Warning"),
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    processes.become_subreaper()  # orphans of the processes tests start stay below pytest, where the check sees them
+    for module, name in AIRFLOW_DEPRECATIONS:
+        try:
+            if hasattr(importlib.import_module(module), name):  # not every category exists on Airflow 2
+                config.addinivalue_line("filterwarnings", f"error::{module}.{name}")
+        except ImportError:
+            continue
     config.addinivalue_line(
         "markers",
         "airflow3: needs Airflow 3 (dag bundles and dag.test() on the Execution API, airflow standalone's "
@@ -44,15 +68,40 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from airflow import __version__
 
+    for item in items:
+        if "airflow_db" in getattr(item, "fixturenames", ()):  # it runs `airflow db migrate`
+            item.add_marker(pytest.mark.slow)
     if int(__version__.split(".")[0]) >= 3:
         return
     skip = pytest.mark.skip(reason=f"needs Airflow 3 features; this is Airflow {__version__}")
     for item in items:
         if "airflow3" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a process started by the tests is still alive (after a short grace); kill it."""
+    deadline = time.monotonic() + LEFTOVER_GRACE
+    while (leftovers := processes.live_descendants()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not leftovers:
+        return
+    lines = [processes.describe(p) for p in leftovers]
+    processes.stop_tree(others=leftovers, grace=5)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = "processes started by the tests were still running at the end (now killed):\n  " + "\n  ".join(lines)
+    if reporter is not None:
+        reporter.write("\n")  # after the progress line
+        reporter.write_sep("=", "leaked processes", red=True)
+        reporter.write_line(message)
+    else:
+        print(message, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -147,7 +196,7 @@ def capture_server() -> Iterator[CaptureServer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     server_state = CaptureServer(url=f"http://127.0.0.1:{httpd.server_address[1]}")
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server_state

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.airflow3  # the benchmarks measure the Airflow 3.3 stack (their probes use airflow.sdk)
+# airflow3: the benchmarks measure the Airflow 3.3 stack (their probes use airflow.sdk)
+pytestmark = [pytest.mark.airflow3, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = (

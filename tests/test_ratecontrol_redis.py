@@ -120,6 +120,7 @@ print(json.dumps(starts))
 """
 
 
+@pytest.mark.slow  # cost: four processes paced for seconds
 def test_four_processes_share_one_budget(server: RedisServer, client) -> None:
     key, rate = "peak:rate:test-processes", 100.0
     processes = [

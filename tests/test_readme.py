@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -18,6 +20,7 @@ def test_generated_tables_are_fresh():
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow  # a whole pytest run in a subprocess
 def test_readme_example_test_passes_in_a_foreign_project(tmp_path):
     readme = (REPO / "README.md").read_text()
     block = re.search(

@@ -116,18 +116,21 @@ PROPERTY_SETTINGS = settings(
 
 @PROPERTY_SETTINGS
 @given(rows_for("inventory", "customer_orders"))
+@pytest.mark.slow  # cost: 60 examples, each a load into the emulator
 def test_inventory_rows_round_trip(peak_emulator, monkeypatch, pairs):
     check(peak_emulator, monkeypatch, "INV_OOTB", "inventory", "customer_orders", pairs)
 
 
 @PROPERTY_SETTINGS
 @given(rows_for("b2c_pricing", "purchase_order"))
+@pytest.mark.slow  # cost: 60 examples, each a load into the emulator
 def test_b2c_rows_round_trip(peak_emulator, monkeypatch, pairs):
     check(peak_emulator, monkeypatch, "QP_OOTB", "b2c_pricing", "purchase_order", pairs)
 
 
 @PROPERTY_SETTINGS
 @given(rows_for("b2c_pricing", "sale"))
+@pytest.mark.slow  # cost: 60 examples, each a load into the emulator
 def test_sale_rows_round_trip(peak_emulator, monkeypatch, pairs):
     check(peak_emulator, monkeypatch, "QP_OOTB", "b2c_pricing", "sale", pairs)
 

@@ -11,7 +11,7 @@ import pytest
 
 from peak_provider.demo import warehouse
 
-pytestmark = pytest.mark.airflow3
+pytestmark = [pytest.mark.airflow3, pytest.mark.slow]
 
 DAY = timedelta(days=1)
 RUN_DATES = [datetime(2025, 3, d, tzinfo=UTC) for d in (1, 2, 3)]  # intervals: Feb 28, Mar 1, Mar 2

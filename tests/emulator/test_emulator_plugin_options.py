@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 INNER_TEST = """
 import requests
 
@@ -43,6 +45,7 @@ def _run_inner(tmp_path: Path, *args: str, ini: str = "", **expected: object) ->
     )
 
 
+@pytest.mark.slow  # a whole pytest run in a subprocess
 def test_defaults_are_one_tenant_token_bucket_replace(tmp_path):
     done = _run_inner(
         tmp_path,
@@ -55,6 +58,7 @@ def test_defaults_are_one_tenant_token_bucket_replace(tmp_path):
     assert "2 passed" in done.stdout
 
 
+@pytest.mark.slow  # a whole pytest run in a subprocess
 def test_command_line_and_ini_options(tmp_path):
     done = _run_inner(
         tmp_path,
@@ -71,6 +75,7 @@ def test_command_line_and_ini_options(tmp_path):
     assert "2 passed" in done.stdout
 
 
+@pytest.mark.slow  # a whole pytest run in a subprocess
 def test_a_bad_ini_value_is_a_usage_error(tmp_path):
     done = _run_inner(
         tmp_path,

@@ -73,6 +73,7 @@ def test_413_splits_the_batch(peak_emulator_factory, monkeypatch):
     assert result.rows_accepted == 400 and len(emulator.rows("INV_PRODUCTS_OOTB")) == 400
 
 
+@pytest.mark.slow  # cost: waits out Retry-After
 def test_429_retry_after_is_honoured(peak_emulator_factory, monkeypatch):
     # the emulator allows 1 request/s (token bucket) while the client is configured for 1000/s: a 429 with
     # Retry-After: 1 pauses the process's sending for that long (plus jitter); throttles use up no retries
@@ -97,6 +98,7 @@ def test_503_then_success(peak_emulator, monkeypatch):
     assert len(peak_emulator.rows("INV_PRODUCTS_OOTB")) == 200
 
 
+@pytest.mark.slow  # cost: waits out a timeout
 def test_timeout_then_success(peak_emulator, monkeypatch):
     peak_emulator.set_faults(slow_rate=0.3, slow_seconds=1.0, seed=5)
     hook = hook_for(peak_emulator, monkeypatch, max_rows_per_request=20, timeout=0.3, **FAST_RETRIES)
@@ -166,6 +168,7 @@ def test_dry_run_validates_without_writing(peak_emulator, monkeypatch):
     assert peak_emulator.rows("INV_PRODUCTS_OOTB") == []
 
 
+@pytest.mark.slow  # cost: paced for seconds
 def test_rate_limit_is_never_exceeded(peak_emulator_factory, monkeypatch):
     emulator = peak_emulator_factory(limits=Limits(requests_per_second=20))
     hook = hook_for(emulator, monkeypatch, requests_per_second=20, max_rows_per_request=10, max_in_flight=8)

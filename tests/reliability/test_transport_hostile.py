@@ -161,6 +161,7 @@ TRICKLES = {
 
 
 @pytest.mark.parametrize("name", TRICKLES)
+@pytest.mark.slow  # cost: waits out a 3 s deadline
 def test_trickling_server_is_cut_off_by_the_request_deadline(name, hook_at):
     """One byte every 0.8 s never trips ``timeout=1``; the total ``request_deadline`` (3 s) ends the request.
 
@@ -251,6 +252,7 @@ def test_test_connection_refused_and_tls(hook_at, tls_server):
     assert not ok and Cause.TLS.value in message and "CERTIFICATE_VERIFY_FAILED" in message, message
 
 
+@pytest.mark.slow  # cost: waits out a 2 s deadline
 def test_test_connection_is_bounded_by_the_request_deadline(hook_at):
     with RawServer(_trickle_headers) as server:
         ok, message = hook_at(server.url, timeout=1, request_deadline=2).test_connection()

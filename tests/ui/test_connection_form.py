@@ -27,7 +27,7 @@ from peak_provider.connection import PeakSettings, parse_extra
 from peak_provider.extras import EXTRAS
 from tests.airflow_services import AIRFLOW, free_port, stop_process_group, wait_healthy
 
-pytestmark = pytest.mark.airflow3
+pytestmark = [pytest.mark.airflow3, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "out" / "ui"
