@@ -19,9 +19,11 @@ bytes, and sends up to ``max_in_flight`` batches at once on a thread pool. Its r
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from peak_provider.exceptions import PeakError, PeakHTTPError
@@ -166,18 +168,15 @@ class SendingWindow:
         if batch.rows and (
             key in self._open_keys or len(batch.rows) >= self.max_rows or batch.size + 1 + len(encoded) > self.room
         ):
-            if key in self._open_keys:
-                self.repeated_keys += 1
             try:
                 self._close()
             except PeakError:
                 self.result.rows_unsent += 1  # this row: read, never queued
                 raise
             batch = self._open
-        elif key in self._last_owner:
-            self.repeated_keys += 1
         owner = self._last_owner.get(key)
-        if owner is not None:
+        if owner is not None:  # an earlier row with this key is in a batch not yet settled
+            self.repeated_keys += 1
             batch.waits_on.add(owner)
         batch.size += len(encoded) + (1 if batch.rows else 0)
         batch.rows.append(encoded)
@@ -216,9 +215,8 @@ class SendingWindow:
 
     def _close(self) -> None:
         batch = self._open
-        for key in batch.keys:
-            if key is not None:
-                self._last_owner[key] = batch.seq
+        self._last_owner.update(dict.fromkeys(batch.keys, batch.seq))
+        self._last_owner.pop(None, None)  # rows without a whole key are not ordered
         self._unsettled.add(batch.seq)
         self._seq += 1
         self._open = Batch(self._seq)
@@ -312,9 +310,13 @@ class SendingWindow:
 
     def _settle(self, batch: Batch, parts: list[Part]) -> None:
         self._unsettled.discard(batch.seq)
-        for key in batch.keys:
-            if self._last_owner.get(key) == batch.seq:
-                del self._last_owner[key]
+        owners = self._last_owner
+        if self.repeated_keys:
+            for key in batch.keys:
+                if owners.get(key) == batch.seq:
+                    del owners[key]
+        else:  # no key ever repeated: every key of the batch is still owned by it
+            deque(map(owners.pop, batch.keys, repeat(None)), maxlen=0)
         name = self.result.resource
         result = self.result
         for part in parts:
@@ -341,6 +343,8 @@ class SendingWindow:
             failed = {f.index: f for f in part.failures or ()}
             result.rows_sent += count
             result.rows_accepted += count - len(failed)
+            if not failed and not self._track:
+                continue  # the common case: nothing to say about single rows
             for i in range(part.lo, part.hi):
                 f = failed.get(i - part.lo)
                 if f is not None:

@@ -334,7 +334,7 @@ _Column = tuple[Any, str, str, Callable[[Any], str], str | None]
 class _Plan:
     """How to turn rows with one particular column layout into wire rows (built once per layout)."""
 
-    __slots__ = ("columns", "key_positions", "problem")
+    __slots__ = ("columns", "key_of_parts", "key_positions", "problem")
 
     def __init__(
         self,
@@ -345,6 +345,25 @@ class _Plan:
         self.columns = columns
         self.key_positions = key_positions  # (pk field name, source key or index)
         self.problem = problem  # a (field, reason) that rejects every row of this layout
+        self.key_of_parts = _key_of_parts([c[1] for c in columns], [name for name, _ in key_positions])
+
+
+def _key_of_parts(names: list[str], key: list[str]) -> Callable[[list[str]], Any]:
+    """The primary key as sent, from an encoded row's parts (``"name":value`` texts, one per column, each
+    behind ``{`` or ``,``); ``None`` when the layout does not select the whole key."""
+    if not key or any(name not in names for name in key):
+        return lambda parts: None
+    at = [names.index(name) for name in key]
+    if len(at) == 1:
+        (i,) = at
+        return lambda parts: parts[i][1:]
+    if len(at) == 2:
+        i, j = at
+        return lambda parts: (parts[i][1:], parts[j][1:])
+    if len(at) == 3:
+        i, j, k = at
+        return lambda parts: (parts[i][1:], parts[j][1:], parts[k][1:])
+    return lambda parts: tuple(parts[i][1:] for i in at)
 
 
 class RowEncoder:
@@ -372,6 +391,7 @@ class RowEncoder:
         self.resource = resource
         tz: tzinfo = UTC if source_timezone.upper() == "UTC" else ZoneInfo(source_timezone)
         self._counts = _TimeCounts()
+        self.last_key: Any = None  # the primary key (as sent) of the row ``encode`` last returned bytes for
         self._converters = {**_CONVERTERS, "timestamp": _timestamp_converter(timestamp_format, tz, self._counts)}
         self._fields: dict[str, Field] = {f.name.lower(): f for f in resource.fields}
         for name, type_ in (custom_attributes or {}).items():
@@ -449,6 +469,8 @@ class RowEncoder:
     def encode(self, row: Any, plan: _Plan) -> bytes | Rejection:
         """One row -> its wire JSON bytes, or the :class:`Rejection` that says why it cannot be sent.
 
+        After bytes, :attr:`last_key` is the row's primary key as sent (``None`` if not all selected).
+
         Never raises for any value: a converter's failure, foreseen or not, rejects the row.
         """
         if plan.problem is not None:
@@ -467,6 +489,7 @@ class RowEncoder:
                 return self._reject(row, plan, name, str(exc))
             except Exception as exc:  # the last line of defence: a failure no converter foresaw
                 return self._reject(row, plan, name, f"cannot convert the value: {_failure(exc)}")
+        self.last_key = plan.key_of_parts(parts)
         parts.append("}")
         try:
             return "".join(parts).encode()

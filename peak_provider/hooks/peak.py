@@ -28,19 +28,6 @@ from peak_provider.wire import RowEncoder
 ATTRIBUTE_TYPES = ("string", "integer", "float", "boolean", "datetime", "date")
 
 
-def _key_function(encoder: RowEncoder, plan: Any) -> Callable[[Any], Any]:
-    """A row's primary key as sent on the wire (the converters' JSON text), or ``None`` when the layout
-    does not select the whole key (such rows are not ordered by key)."""
-    converters = {name: convert for _, name, _, convert, _ in plan.columns}
-    parts = [(source, converters[name]) for name, source in plan.key_positions if source is not None]
-    if len(parts) != len(plan.key_positions) or not parts:
-        return lambda row: None
-    if len(parts) == 1:
-        ((source, convert),) = parts
-        return lambda row: convert(row[source])
-    return lambda row: tuple(convert(row[source]) for source, convert in parts)
-
-
 class PeakResumeError(PeakError, AirflowFailException):
     """The source no longer yields the rows an earlier attempt settled, so they cannot be skipped safely."""
 
@@ -296,14 +283,6 @@ class PeakHook(BaseHook):
         def plan_of(row: Any) -> Any:
             return positional_plan or encoder.plan(tuple(row), positional=False)
 
-        key_functions: dict[int, Callable[[Any], Any]] = {}
-
-        def key_of(plan: Any, row: Any) -> Any:
-            function = key_functions.get(id(plan))
-            if function is None:
-                function = key_functions[id(plan)] = _key_function(encoder, plan)
-            return function(row)
-
         def describe(row: Any, field: str | None, reason: str, code: str | None, outcome: str) -> Rejection:
             rejection = encoder._reject(row, plan_of(row), field, reason.removeprefix(f"{res.name}: "))
             return replace(rejection, code=code, outcome=outcome)
@@ -323,7 +302,8 @@ class PeakHook(BaseHook):
         skipper = _Skipper(resume_from, result) if resume_from is not None else None
         self.report_lineage(resource)  # before sending, so a failed load still reports its output
         started = time.monotonic()
-        position = -1
+        position = -1  # of the last row read; rows_read is position + 1
+        encode, add, room = encoder.encode, window.add, window.room  # the per-row loop, kept lean
         try:
             iterator = iter(rows)
             while True:
@@ -333,27 +313,23 @@ class PeakHook(BaseHook):
                     break
                 except Exception as exc:
                     raise PeakSourceError(
-                        f"Reading the rows to load failed after {result.rows_read} rows: "
+                        f"Reading the rows to load failed after {position + 1} rows: "
                         f"{type(exc).__name__}: {excerpt(str(exc), self._scrub)}"
                     ) from exc
                 position += 1
-                result.rows_read += 1
-                plan = plan_of(row)
+                plan = positional_plan or encoder.plan(tuple(row), positional=False)
                 if skipper is not None and skipper.skips(position):
-                    try:
-                        key = key_of(plan, row)
-                    except Exception:  # a row an earlier attempt rejected may have no valid key
-                        key = None
+                    key = encoder.last_key if type(encode(row, plan)) is bytes else None
                     window.skip(position, *skipper.check(position, key))
                     continue
-                encoded = encoder.encode(row, plan)
-                if isinstance(encoded, Rejection):
+                encoded = encode(row, plan)
+                if type(encoded) is not bytes:
                     window.reject(position, encoded)
-                elif len(encoded) > window.room:
+                elif len(encoded) > room:
                     reason = f"row is {len(encoded)} bytes encoded, over max_request_bytes ({s.max_request_bytes})"
                     window.reject(position, describe(row, None, reason, None, "rejected"))
                 else:
-                    window.add(position, key_of(plan, row), encoded, row)
+                    add(position, encoder.last_key, encoded, row)
             if skipper is not None:
                 skipper.finish(position)
             window.finish()
@@ -365,6 +341,7 @@ class PeakHook(BaseHook):
             window.abort()
             raise
         finally:
+            result.rows_read = position + 1  # skipped (resumed) rows included
             window.close()
             result.requests, result.retries, result.bytes_sent = (
                 counters.requests,
