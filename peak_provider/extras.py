@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from peak_provider.api import INGEST_PATHS, MAX_REQUEST_BYTES, MAX_ROWS_PER_REQUEST, REQUESTS_PER_SECOND
 from peak_provider.resources import APPLICATIONS, TIMESTAMP_FORMATS
 
 CONN_TYPE = "peak"
 DEFAULT_CONN_ID = "peak_default"
 DEFAULT_HOST = "https://service.peak.ai/ingestion-api"
-INGEST_PATHS = ("/api/v2/ingest/object/{object}", "/api/v2/objects/{object}")
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,25 @@ EXTRAS: dict[str, Extra] = {
         "Path template of the ingest call; {object} is the full object name.",
         enum=INGEST_PATHS,
     ),
-    "max_rows_per_request": Extra("Max rows per request", "integer", 500, "Rows per POST (API limit 500).", minimum=1),
+    "max_rows_per_request": Extra(
+        "Max rows per request",
+        "integer",
+        MAX_ROWS_PER_REQUEST,
+        f"Rows per POST (API limit {MAX_ROWS_PER_REQUEST}).",
+        minimum=1,
+    ),
     "max_request_bytes": Extra(
-        "Max request bytes", "integer", 1_000_000, "Encoded body size cap per POST (API limit 1 MB).", minimum=1024
+        "Max request bytes",
+        "integer",
+        MAX_REQUEST_BYTES,
+        "Encoded body size cap per POST (API limit 1 MB).",
+        minimum=1024,
     ),
     "requests_per_second": Extra(
         "Requests per second",
         "number",
-        50,
-        "Tenant-wide request rate (API limit 50/s). Each process adapts to throttling; see rate_limit_conn_id.",
+        REQUESTS_PER_SECOND,
+        f"Tenant-wide request rate (API limit {REQUESTS_PER_SECOND}/s). Each process adapts to throttling; see rate_limit_conn_id.",
         minimum=0.1,
     ),
     "rate_limit_conn_id": Extra(

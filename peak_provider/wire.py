@@ -173,13 +173,13 @@ def _extreme_decimal(value: Decimal) -> str:
     return value.__str__()
 
 
-_TRUE = {"true": True, "t": True, "yes": True, "1": True, "false": False, "f": False, "no": False, "0": False}
+_BOOLEAN_WORDS = {"true": True, "t": True, "yes": True, "1": True, "false": False, "f": False, "no": False, "0": False}
 
 
 def _boolean(value: Any) -> str:
     flag = value if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)) else None
     if isinstance(value, str):
-        flag = _TRUE.get(value.strip().lower())
+        flag = _BOOLEAN_WORDS.get(value.strip().lower())
     if flag is None:
         raise _Bad(f"expected a boolean, got {describe(value)}")
     return "true" if flag else "false"
@@ -331,7 +331,7 @@ _CONVERTERS: dict[str, Callable[[Any], str]] = {
 _Column = tuple[Any, str, str, Callable[[Any], str], str | None]
 
 
-class _Plan:
+class Plan:
     """How to turn rows with one particular column layout into wire rows (built once per layout)."""
 
     __slots__ = ("columns", "key_of_parts", "key_positions", "problem")
@@ -407,9 +407,9 @@ class RowEncoder:
             self._fields.setdefault(name.lower(), Field(name, type_, required=False, nullable=True))
         self._column_map = {k.lower(): v for k, v in (column_map or {}).items()}
         self._pk = set(resource.primary_key)
-        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._plans: dict[tuple[Any, ...], Plan] = {}
 
-    def plan(self, columns: Sequence[str], positional: bool) -> _Plan:
+    def plan(self, columns: Sequence[str], positional: bool) -> Plan:
         """Match a column layout to fields (cached). ``positional``: rows are sequences, not mappings."""
         cache_key = (positional, *columns)
         plan = self._plans.get(cache_key)
@@ -417,7 +417,7 @@ class RowEncoder:
             plan = self._plans[cache_key] = self._build_plan(columns, positional)
         return plan
 
-    def _build_plan(self, columns: Sequence[str], positional: bool) -> _Plan:
+    def _build_plan(self, columns: Sequence[str], positional: bool) -> Plan:
         planned: list[_Column] = []
         seen: dict[str, str] = {}
         problem: tuple[str | None, str] | None = None
@@ -449,7 +449,7 @@ class RowEncoder:
         if not planned and problem is None:
             problem = (None, "no columns to send")
         key_positions = [(name, _source_of(planned, name)) for name in self.resource.primary_key]
-        return _Plan(planned, key_positions, problem)
+        return Plan(planned, key_positions, problem)
 
     @property
     def ambiguous_times(self) -> int:
@@ -466,7 +466,7 @@ class RowEncoder:
         """Timestamps whose fraction of a second was dropped (the wire format has whole seconds)."""
         return self._counts.truncated
 
-    def encode(self, row: Any, plan: _Plan) -> bytes | Rejection:
+    def encode(self, row: Any, plan: Plan) -> bytes | Rejection:
         """One row -> its wire JSON bytes, or the :class:`Rejection` that says why it cannot be sent.
 
         After bytes, :attr:`last_key` is the row's primary key as sent (``None`` if not all selected).
@@ -474,21 +474,21 @@ class RowEncoder:
         Never raises for any value: a converter's failure, foreseen or not, rejects the row.
         """
         if plan.problem is not None:
-            return self._reject(row, plan, *plan.problem)
+            return self.reject(row, plan, *plan.problem)
         parts: list[str] = []
         for source, name, key_text, convert, null_reason in plan.columns:
             try:
                 value = row[source]
                 if value is None:
                     if null_reason is not None:
-                        return self._reject(row, plan, name, null_reason)
+                        return self.reject(row, plan, name, null_reason)
                     parts.append(key_text + "null")
                     continue
                 parts.append(key_text + convert(value))
             except _Bad as exc:
-                return self._reject(row, plan, name, str(exc))
+                return self.reject(row, plan, name, str(exc))
             except Exception as exc:  # the last line of defence: a failure no converter foresaw
-                return self._reject(row, plan, name, f"cannot convert the value: {_failure(exc)}")
+                return self.reject(row, plan, name, f"cannot convert the value: {_failure(exc)}")
         self.last_key = plan.key_of_parts(parts)
         parts.append("}")
         try:
@@ -496,7 +496,7 @@ class RowEncoder:
         except UnicodeEncodeError:  # a lone surrogate: found here, so the common path pays nothing for it
             return self._reject_surrogate(row, plan, parts)
 
-    def _reject_surrogate(self, row: Any, plan: _Plan, parts: list[str]) -> Rejection:
+    def _reject_surrogate(self, row: Any, plan: Plan, parts: list[str]) -> Rejection:
         for (source, name, *_), part in zip(plan.columns, parts, strict=False):
             try:
                 part.encode()
@@ -508,16 +508,16 @@ class RowEncoder:
                     value = exc.object
                 found = _SURROGATE.search(value) if isinstance(value, str) else None
                 where = f" at character {found.start():,}" if found else ""
-                return self._reject(
+                return self.reject(
                     row,
                     plan,
                     name,
                     f"{describe(value, 60)} has a lone surrogate (U+{code:04X}){where}, which is not text "
                     "UTF-8 can carry (decoded with 'surrogateescape'?)",
                 )
-        return self._reject(row, plan, None, "the row cannot be encoded as UTF-8")  # not reached
+        return self.reject(row, plan, None, "the row cannot be encoded as UTF-8")  # not reached
 
-    def _reject(self, row: Any, plan: _Plan, field: str | None, reason: str) -> Rejection:
+    def reject(self, row: Any, plan: Plan, field: str | None, reason: str) -> Rejection:
         """A Rejection of ``row``; never raises, whatever the row holds."""
         try:
             key: dict[str, Any] | None = {

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote
 
+from peak_provider.api import INGEST_PATHS, OPERATIONS
 from peak_provider.emulator import errors
 from peak_provider.emulator.catalog import Catalog, column_json
 from peak_provider.emulator.config import DEFAULT_PORT, Limits
@@ -22,11 +23,10 @@ from peak_provider.emulator.stats import Recorder
 from peak_provider.emulator.store import Store, failed_table
 
 logger = logging.getLogger(__name__)
-_INGEST = re.compile(r"/api/v2/(?:ingest/object|objects)/([^/]+)")
+_INGEST = re.compile("(?:" + "|".join(re.escape(p.removesuffix("{object}")) for p in INGEST_PATHS) + ")([^/]+)")
 _ADD_ATTRIBUTE = re.compile(r"/api/v2/schema/([^/]+)/add-attribute")
 #: First path segments under ``/api/v2`` that are Peak's; any other ``/api/v2`` path is Airflow's REST API.
 _PEAK_V2 = frozenset({"ingest", "objects", "schema"})
-_OPERATIONS = ("UPSERT", "APPEND")
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -295,7 +295,7 @@ class EmulatorApp:
         if not isinstance(data, list):
             raise _bad_body("'data' must be a list of rows")
         operation = body.get("operationType")
-        if operation not in _OPERATIONS:
+        if operation not in OPERATIONS:
             raise _bad_body("'operationType' must be 'UPSERT' or 'APPEND'")
         dry_run = body.get("dryRun", False)
         if type(dry_run) is not bool:

@@ -7,21 +7,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from peak_provider.api import ATTRIBUTE_TYPES
 from peak_provider.emulator import errors
 from peak_provider.emulator.config import Solution
 from peak_provider.emulator.errors import ApiError
 from peak_provider.emulator.validation import Column, RowValidator
 from peak_provider.resources import Resource, get_application
-
-#: add-attribute data types and the column type each maps to.
-ATTRIBUTE_TYPES = {
-    "string": "string",
-    "integer": "integer",
-    "float": "float",
-    "boolean": "boolean",
-    "datetime": "timestamp",
-    "date": "date",
-}
 
 
 @dataclass

@@ -47,10 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="a solution (repeatable); default INV_OOTB:inventory:INV_:_OOTB and QP_OOTB:b2c_pricing:QP_:_OOTB",
     )
     p.add_argument("--db", default=":memory:", help="sqlite file to store rows in (default in memory)")
-    p.add_argument("--max-rows", type=int, default=500, help="rows per request limit, 0 disables (500)")
-    p.add_argument("--max-bytes", type=int, default=1_000_000, help="body size limit, 0 disables (1000000)")
+    limits = Limits()  # the API's documented limits (peak_provider.api)
     p.add_argument(
-        "--rps", type=float, default=50, help="requests per second (per --rate-limit-scope), 0 disables (50)"
+        "--max-rows",
+        type=int,
+        default=limits.max_rows_per_request,
+        help=f"rows per request limit, 0 disables ({limits.max_rows_per_request})",
+    )
+    p.add_argument(
+        "--max-bytes",
+        type=int,
+        default=limits.max_request_bytes,
+        help=f"body size limit, 0 disables ({limits.max_request_bytes})",
+    )
+    p.add_argument(
+        "--rps",
+        type=float,
+        default=limits.requests_per_second,
+        help=f"requests per second (per --rate-limit-scope), 0 disables ({limits.requests_per_second})",
     )
     p.add_argument(
         "--rate-limit-mode",

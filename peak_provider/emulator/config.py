@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from dataclasses import dataclass
 
-from peak_provider.net import is_loopback_literal
+from peak_provider.api import MAX_REQUEST_BYTES, MAX_ROWS_PER_REQUEST, REQUESTS_PER_SECOND, object_name
 from peak_provider.resources import APPLICATIONS, TIMESTAMP_FORMATS, get_application
 
 
@@ -52,7 +50,7 @@ class Solution:
         return self.timestamp_format or get_application(self.application).timestamp_format
 
     def object_name(self, base: str) -> str:
-        return f"{self.prefix}{base}{self.suffix}"
+        return object_name(self.prefix, base, self.suffix)
 
 
 DEFAULT_SOLUTIONS = (
@@ -83,9 +81,9 @@ class Limits:
     ``rate_limit_mode`` says (see :data:`RATE_LIMIT_MODES`, :data:`RATE_LIMIT_SCOPES`).
     """
 
-    max_rows_per_request: int | None = 500
-    max_request_bytes: int | None = 1_000_000
-    requests_per_second: float | None = 50
+    max_rows_per_request: int | None = MAX_ROWS_PER_REQUEST
+    max_request_bytes: int | None = MAX_REQUEST_BYTES
+    requests_per_second: float | None = REQUESTS_PER_SECOND
     rate_limit_mode: str = "token-bucket"
     rate_limit_scope: str = "tenant"
 
@@ -96,14 +94,3 @@ class Limits:
             raise ValueError(
                 f"Unknown rate limit scope {self.rate_limit_scope!r}; known: {', '.join(RATE_LIMIT_SCOPES)}"
             )
-
-
-def is_loopback(host: str) -> bool:
-    """True when every address ``host`` resolves to is a loopback address."""
-    if is_loopback_literal(host):
-        return True
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import secrets
 import socket
@@ -19,11 +18,12 @@ from urllib.parse import urlsplit
 from peak_provider.emulator import errors
 from peak_provider.emulator.api import EmulatorApp, Request
 from peak_provider.emulator.catalog import Catalog
-from peak_provider.emulator.config import DEFAULT_SOLUTIONS, Limits, Solution, is_loopback
+from peak_provider.emulator.config import DEFAULT_SOLUTIONS, Limits, Solution
 from peak_provider.emulator.errors import ApiError
 from peak_provider.emulator.faults import Faults
 from peak_provider.emulator.stats import Recorder
 from peak_provider.emulator.store import Store
+from peak_provider.net import is_loopback, is_loopback_literal
 
 #: Bodies over the byte limit are read and discarded up to this size (so the 413 reaches the
 #: client); beyond it the connection is closed after the response.
@@ -77,7 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             size=size,
             too_large=too_large,
-            client_is_loopback=_is_loopback_ip(self.client_address[0]),
+            client_is_loopback=is_loopback_literal(self.client_address[0]),
             t=t,
         )
         outcome = app.handle(req)
@@ -160,13 +160,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         except OSError:
             self.close_connection = True
-
-
-def _is_loopback_ip(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 class _HTTPServer(ThreadingHTTPServer):

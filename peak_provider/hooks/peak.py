@@ -13,6 +13,8 @@ from urllib.parse import quote, quote_plus
 import requests
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseHook, mask_secret
 
+from peak_provider import api
+from peak_provider.api import ATTRIBUTE_TYPES
 from peak_provider.connection import PeakSettings, parse_extra
 from peak_provider.exceptions import PeakConfigError, PeakError, PeakSourceError
 from peak_provider.extras import CONN_TYPE, DEFAULT_CONN_ID, EXTRAS
@@ -23,9 +25,6 @@ from peak_provider.resources import OPERATIONS, Application, Resource, get_appli
 from peak_provider.result import IngestResult, Rejection
 from peak_provider.transport import Counters, DeadlineAdapter, PayloadTooLarge, Transport
 from peak_provider.wire import RowEncoder
-
-#: Data types ``add-attribute`` accepts (``timestamp`` is accepted as an alias of ``datetime``).
-ATTRIBUTE_TYPES = ("string", "integer", "float", "boolean", "datetime", "date")
 
 
 class PeakResumeError(PeakError, AirflowFailException):
@@ -206,7 +205,7 @@ class PeakHook(BaseHook):
 
     def object_name(self, resource: str) -> str:
         """``prefix + RESOURCE + suffix``: ``products`` -> ``INV_PRODUCTS_OOTB`` for INV_/_OOTB."""
-        return f"{self.settings.prefix}{self.resource(resource).object}{self.settings.suffix}"
+        return api.object_name(self.settings.prefix, self.resource(resource).object, self.settings.suffix)
 
     def ingest_url(self, resource: str) -> str:
         return self.settings.base_url + self.settings.ingest_path.format(object=self.object_name(resource))
@@ -284,7 +283,7 @@ class PeakHook(BaseHook):
             return positional_plan or encoder.plan(tuple(row), positional=False)
 
         def describe(row: Any, field: str | None, reason: str, code: str | None, outcome: str) -> Rejection:
-            rejection = encoder._reject(row, plan_of(row), field, reason.removeprefix(f"{res.name}: "))
+            rejection = encoder.reject(row, plan_of(row), field, reason.removeprefix(f"{res.name}: "))
             return replace(rejection, code=code, outcome=outcome)
 
         window = SendingWindow(
@@ -323,7 +322,7 @@ class PeakHook(BaseHook):
                     window.skip(position, *skipper.check(position, key))
                     continue
                 encoded = encode(row, plan)
-                if type(encoded) is not bytes:
+                if not isinstance(encoded, bytes):
                     window.reject(position, encoded)
                 elif len(encoded) > room:
                     reason = f"row is {len(encoded)} bytes encoded, over max_request_bytes ({s.max_request_bytes})"

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources as _pkg_resources
 
+from peak_provider.api import OPERATIONS
+
 FIELD_TYPES = ("string", "integer", "float", "boolean", "timestamp", "date", "json")
-OPERATIONS = ("UPSERT", "APPEND")
+__all__ = ["FIELD_TYPES", "OPERATIONS", "TIMESTAMP_FORMATS"]  # OPERATIONS: re-exported from peak_provider.api
 
 #: Wire formats for ``timestamp`` fields, by the name users put in the ``timestamp_format`` extra.
 TIMESTAMP_FORMATS = ("YYYY-MM-DD HH:MM:SS", "YYYY-MM-DDTHH:MM:SSZ", "YYYY-MM-DD HH:MM:SS+00:00")
@@ -70,9 +72,6 @@ class Application:
     description: str
     timestamp_format: str
     resources: dict[str, Resource]
-    example_solution_name: str
-    example_prefix: str
-    example_suffix: str
 
     def resource(self, name: str) -> Resource:
         """Look a resource up by its lowercase name; the error lists the known ones."""
@@ -111,9 +110,6 @@ def get_application(name: str) -> Application:
         description=raw["description"],
         timestamp_format=raw["timestamp_format"],
         resources=resources,
-        example_solution_name=raw["example_solution_name"],
-        example_prefix=raw["example_prefix"],
-        example_suffix=raw["example_suffix"],
     )
 
 

@@ -39,7 +39,7 @@ def ingest_log(emulator):
 def test_batches_by_row_count(peak_emulator, monkeypatch):
     hook = hook_for(peak_emulator, monkeypatch, max_rows_per_request=100)
     result = hook.upsert("products", products(1050))
-    assert [e["rows"] for e in ingest_log(peak_emulator)] == [100] * 10 + [50]
+    assert sorted(e["rows"] for e in ingest_log(peak_emulator)) == [50] + [100] * 10  # in flight together: any order
     assert (result.rows_read, result.rows_sent, result.rows_accepted, result.requests) == (1050, 1050, 1050, 11)
     assert len(peak_emulator.rows("INV_PRODUCTS_OOTB")) == 1050
 
