@@ -10,12 +10,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from tests.pg import free_port
@@ -71,6 +72,23 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
         if time.monotonic() > deadline or proc.poll() is not None:
             raise AssertionError(f"Airflow at {url} did not come up: " + log.read_text()[-3000:])
         time.sleep(0.5)
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float, logs: Path) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with the tails of the ``*.log`` files in ``logs``.
+
+    ``requests`` errors, ``ValueError`` and ``KeyError`` count as "not yet"; any other exception ends the wait.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if result := check():
+                return result
+        except (requests.RequestException, ValueError, KeyError):
+            pass
+        time.sleep(1)
+    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(logs.glob("*.log")))
+    pytest.fail(f"timed out waiting for {what}\n{tails}")
 
 
 def stop_process_group(*procs: subprocess.Popen) -> None:

@@ -2,11 +2,14 @@
 
 The compose file parses, everything it and the Dockerfile refer to exists, the image's Airflow is the one
 pinned in constraints/, every ``AIRFLOW_CONN_*`` is a connection the hook accepts and the emulator serves,
-and the committed warehouse seed is up to date and loads into a real PostgreSQL.
+and the committed warehouse seed is up to date and loads into a real PostgreSQL. The stack checks run on
+both variants (``tests/docker/compose.py``): the base file, and the CeleryExecutor override merged onto it,
+which also gets checks of its own (Redis, the two workers, the shared request budget).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
@@ -19,6 +22,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -29,6 +33,7 @@ from peak_provider.demo import warehouse
 from peak_provider.emulator.cli import build_parser
 from peak_provider.emulator.config import Solution
 from tests.airflow_services import admin_cursor, fresh_database
+from tests.docker import compose as compose_model
 from tests.pg import free_port, load_sql
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,16 +50,15 @@ AIRFLOW_SERVICES = (
 )
 
 
-def interpolate(value: str) -> str:
-    """Compose's variable interpolation with every variable unset: ``${X:-d}`` -> d, ``$$`` -> ``$``."""
-    value = re.sub(r"\$\{\w+:?-([^}]*)\}", r"\1", value)
-    value = re.sub(r"\$\{\w+\}|\$(?!\$)\w+", "", value)
-    return value.replace("$$", "$")
+@pytest.fixture(scope="module", params=list(compose_model.VARIANTS))
+def compose(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The stack of each variant: the base file, and the base file with the CeleryExecutor override."""
+    return compose_model.load(*compose_model.VARIANTS[request.param])
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE_FILE.read_text())
+def celery_services() -> dict[str, dict[str, Any]]:
+    return compose_model.load(*compose_model.VARIANTS["celery"])["services"]
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +66,21 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return compose["services"]
 
 
+def airflow_services(services: dict[str, dict[str, Any]]) -> list[str]:
+    """The Airflow components of a stack (the base file's and, in the Celery variant, the workers)."""
+    return [name for name in services if name.startswith("airflow-")]
+
+
 def environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    return {k: interpolate(str(v)) for k, v in env.items()}
+    return {k: compose_model.interpolate(str(v)) for k, v in env.items()}
 
 
 def command(service: dict[str, Any]) -> list[str]:
     cmd = service.get("command") or []
-    return shlex.split(cmd) if isinstance(cmd, str) else [interpolate(str(c)) for c in cmd]
+    return shlex.split(cmd) if isinstance(cmd, str) else [compose_model.interpolate(str(c)) for c in cmd]
 
 
 def connections(services: dict[str, dict[str, Any]], name: str) -> dict[str, dict[str, Any]]:
@@ -98,7 +107,7 @@ def dockerfile_args() -> dict[str, str]:
 
 def test_compose_parses_and_has_the_stack(compose, services):
     assert set(services) >= {"postgres", "warehouse", "peak-emulator", "netns", *AIRFLOW_SERVICES}
-    for name in AIRFLOW_SERVICES:
+    for name in airflow_services(services):
         assert services[name]["image"] == services["peak-emulator"]["image"] == "airflow-provider-peak:dev"
     assert set(compose["volumes"]) >= {
         volume.split(":")[0]
@@ -185,7 +194,7 @@ def test_airflow_services_share_the_emulators_network_namespace(services):
     namespace = services["peak-emulator"]["network_mode"]
     assert namespace == "service:netns"
     assert "network_mode" not in services["netns"]
-    for name in AIRFLOW_SERVICES:
+    for name in airflow_services(services):
         assert services[name]["network_mode"] == namespace, name
     assert "127.0.0.1:8080:8080" in services["netns"]["ports"]
 
@@ -195,7 +204,7 @@ def test_emulator_binds_loopback_and_serves_the_connections_solutions(services):
     assert command(services["peak-emulator"])[:3] == ["python", "-m", "peak_provider.emulator"]
     assert args.host == "127.0.0.1" and not args.allow_remote
     solutions = {s.name: s for s in map(Solution.parse, args.solution)}
-    for name in AIRFLOW_SERVICES:
+    for name in airflow_services(services):
         for conn_id, conn in connections(services, name).items():
             if conn["conn_type"] != "peak":
                 continue
@@ -214,7 +223,7 @@ def test_emulator_port_is_free_of_every_airflow_port_in_the_shared_namespace(ser
     emulator_port = build_parser().parse_args(command(services["peak-emulator"])[3:]).port
     airflow_ports = {8793, 8794, 8974}  # log servers and scheduler health check (defaults)
     airflow_ports.add(int(" ".join(command(services["airflow-apiserver"])).split("--port ")[1].split()[0]))
-    for name in AIRFLOW_SERVICES:
+    for name in airflow_services(services):
         execution_api = environment(services[name])["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
         airflow_ports.add(int(execution_api.split(":")[2].split("/")[0]))
     assert emulator_port not in airflow_ports, (emulator_port, airflow_ports)
@@ -224,7 +233,7 @@ def test_connections_variables_and_pool_of_the_example_dags(services):
     dags_source = "\n".join(p.read_text() for p in (REPO / "dags").glob("*.py"))
     init_script = " ".join(command(services["airflow-init"]))
     warehouse_env = environment(services["warehouse"])
-    for name in AIRFLOW_SERVICES:
+    for name in airflow_services(services):
         conns = connections(services, name)
         env = environment(services[name])
         assert {"peak_warehouse", "peak_inventory", "peak_b2c_pricing"} <= set(conns), name
@@ -244,10 +253,12 @@ def test_connections_variables_and_pool_of_the_example_dags(services):
     assert "airflow db migrate" in init_script
 
 
-def test_every_peak_connection_passes_the_live_emulator(services, tmp_path):
-    """Start the emulator with the compose file's own arguments and test each peak connection against it."""
+def test_every_peak_connection_passes_the_live_emulator(tmp_path):
+    """Start the emulator with the compose file's own arguments and test each peak connection against it.
+    (The Celery variant's connections, with the shared budget, are tested in test_compose_stack.py.)"""
     from peak_provider.hooks.peak import PeakHook
 
+    services = compose_model.load(COMPOSE_FILE)["services"]
     port = free_port()
     args = [a for a in command(services["peak-emulator"])[3:] if not a.startswith(("--port", "--db"))]
     log = tmp_path / "emulator.log"
@@ -279,6 +290,105 @@ def test_every_peak_connection_passes_the_live_emulator(services, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --- the CeleryExecutor variant ----------------------------------------------------------------------
+
+CELERY_WORKERS = ("airflow-worker-1", "airflow-worker-2")
+CELERY_APP = "airflow.providers.celery.executors.celery_executor.app"
+
+
+def test_celery_variant_runs_every_component_on_celery_through_redis(celery_services):
+    raw = yaml.safe_load(compose_model.CELERY.read_text())["services"]
+    for name, service in raw.items():
+        assert set(service) <= SERVICE_KEYS | {"extends"}, f"{name}: {set(service) - SERVICE_KEYS}"
+        if "extends" in service:
+            assert service["extends"] == {"file": COMPOSE_FILE.name, "service": "airflow-scheduler"}, name
+    base = compose_model.load(COMPOSE_FILE)["services"]
+    assert set(celery_services) == set(base) | {"redis", *CELERY_WORKERS}
+    redis = celery_services["redis"]
+    assert command(redis)[0] == "redis-server" and "--port" not in command(redis)  # the default 6379
+    assert "healthcheck" in redis and "ports" not in redis  # reached by name on the compose network only
+    scheduler = celery_services["airflow-scheduler"]
+    for name in airflow_services(celery_services):
+        env = environment(celery_services[name])
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        broker = urlsplit(env["AIRFLOW__CELERY__BROKER_URL"])
+        assert (broker.scheme, broker.hostname, broker.port, broker.path) == ("redis", "redis", 6379, "/0"), name
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], name
+        assert celery_services[name]["depends_on"]["redis"] == {"condition": "service_healthy"}, name
+    for name in CELERY_WORKERS:
+        worker = celery_services[name]
+        # the scheduler's image, network namespace, volumes and environment: they agree on everything
+        for key in ("image", "build", "network_mode", "volumes", "environment", "restart"):
+            assert worker[key] == scheduler[key], (name, key)
+        assert worker["depends_on"]["airflow-apiserver"] == {"condition": "service_healthy"}  # the execution API
+        assert worker["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}
+
+
+def worker_arguments(argv: list[str]) -> argparse.Namespace:
+    """``argv`` (``celery worker …``) parsed by the installed Celery provider's own ``airflow celery worker``."""
+    pytest.importorskip("airflow.providers.celery", reason="needs apache-airflow-providers-celery (the celery extra)")
+    from airflow.providers.celery.executors.celery_executor import CeleryExecutor
+
+    (group,) = [c for c in CeleryExecutor.get_cli_commands() if c.name == "celery"]
+    (worker,) = [c for c in group.subcommands if c.name == "worker"]
+    assert argv[:2] == ["celery", "worker"], argv
+    parser = argparse.ArgumentParser(prog="airflow celery worker", exit_on_error=False)
+    for arg in worker.args:
+        arg.add_to_parser(parser)
+    return parser.parse_args(argv[2:])
+
+
+def test_celery_workers_are_two_named_nodes_with_four_slots_each(celery_services):
+    nodes = []
+    for name in CELERY_WORKERS:
+        args = worker_arguments(command(celery_services[name]))
+        assert int(args.concurrency) >= 4, name
+        # one network namespace: one hostname and one port range for both, so each names its node and
+        # neither takes the log-server port (the api-server reads the logs volume)
+        node, host = args.celery_hostname.split("@")
+        assert host == "%h", name
+        assert args.skip_serve_logs, name
+        nodes.append(node)
+        kind, script = celery_services[name]["healthcheck"]["test"]
+        assert kind == "CMD-SHELL"
+        assert shlex.split(compose_model.interpolate(script)) == [
+            "celery",
+            "--app",
+            CELERY_APP,
+            "inspect",
+            "ping",
+            "-d",
+            f"{node}@${{HOSTNAME}}",
+        ]
+    assert len(set(nodes)) == len(CELERY_WORKERS)
+
+
+def test_celery_variant_draws_every_peak_load_from_one_budget_in_redis(celery_services):
+    base = compose_model.load(COMPOSE_FILE)["services"]
+    for name in airflow_services(celery_services):
+        conns = connections(celery_services, name)
+        broker_db = int(urlsplit(environment(celery_services[name])["AIRFLOW__CELERY__BROKER_URL"]).path.strip("/"))
+        peak = {conn_id: conn for conn_id, conn in conns.items() if conn["conn_type"] == "peak"}
+        assert set(peak) == {"peak_inventory", "peak_b2c_pricing"}, name
+        for conn_id, conn in peak.items():
+            settings = PeakSettings.from_parts(conn_id, conn.get("host"), conn.get("port"), conn["extra"])
+            assert settings.rate_limit_conn_id, (name, conn_id)
+            budget = conns[settings.rate_limit_conn_id]
+            assert budget["conn_type"] == "redis" and budget["host"] == "redis" and budget["port"] == 6379
+            assert int(budget["extra"]["db"]) != broker_db  # its own database beside the broker's
+            # the base file's connection, plus the budget
+            base_conn = connections(base, name if name in base else "airflow-scheduler")[conn_id]
+            assert conn == compose_model.merge(
+                base_conn, {"extra": {"rate_limit_conn_id": settings.rate_limit_conn_id}}
+            )
+
+
+def test_image_has_what_the_celery_variant_runs():
+    """The base image ships the Celery provider and the redis client; the build checks they import."""
+    (run,) = [arg for op, arg in dockerfile_instructions() if op == "RUN" and "ProvidersManager" in arg]
+    assert "import airflow.providers.celery, redis" in run
 
 
 # --- the warehouse seed ------------------------------------------------------------------------------
@@ -375,12 +485,12 @@ def test_seed_interval_matches_the_demo_warehouse(seeded_db, demo_sqlite):
         conn.close()
 
 
-def test_compose_config_validates_where_docker_compose_is_installed():
+@pytest.mark.parametrize("variant", list(compose_model.VARIANTS))
+def test_compose_config_validates_where_docker_compose_is_installed(variant):
     """``docker compose config`` needs no engine; skipped where the Compose v2 plugin is missing."""
     docker = shutil.which("docker")
     if not docker or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
         pytest.skip("the Docker Compose v2 client is not installed")
-    done = subprocess.run(
-        [docker, "compose", "-f", str(COMPOSE_FILE), "config", "--quiet"], capture_output=True, text=True
-    )
+    files = [arg for path in compose_model.VARIANTS[variant] for arg in ("-f", str(path))]
+    done = subprocess.run([docker, "compose", *files, "config", "--quiet"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
