@@ -5,8 +5,10 @@ Two modes:
 - ``interval`` (default): rows with ``data_interval_start <= col < data_interval_end``. Each run sends
   exactly the rows changed in its interval, so backfills and re-runs are deterministic. Airflow 3's cron
   presets (``@daily``) use ``CronTriggerTimetable`` whose interval is empty; that is refused up front.
+  A window no run ever covered is noticed by the missed-window ledger (:mod:`peak_provider.ledger`).
 - ``watermark``: rows with ``col >`` the high-water mark stored after the last successful load (in the
-  Asset's ``asset_state_store`` on Airflow >= 3.3; an Airflow Variable before that).
+  Asset's ``asset_state_store`` on Airflow >= 3.3; an Airflow Variable before that). It cannot miss a
+  window: each load starts where the last successful one ended, whichever runs did or did not happen.
 
 The user's query is wrapped (``SELECT * FROM (<sql>) peak_src WHERE …``) and the bounds are bind
 parameters in the driver's own placeholder style, never formatted into the SQL text.
@@ -67,19 +69,28 @@ def add_filter(
     conditions: Sequence[tuple[str, str, Any]],
     paramstyle: str,
     order_by: Sequence[str] = (),
+    alternatives: Sequence[Sequence[tuple[str, str, Any]]] = (),
 ) -> tuple[str, Sequence[Any] | Mapping[str, Any] | None]:
     """Wrap ``sql`` with ``WHERE column <op> <bound> AND …`` (``conditions``: name, operator, value) and an
-    ``ORDER BY`` (for a deterministic, resumable order); unchanged when there is neither."""
+    ``ORDER BY`` (for a deterministic, resumable order); unchanged when there is neither.
+    ``alternatives`` adds ``AND ((<group 1>) OR (<group 2>) …)``, each group's conditions joined by ``AND``
+    (several windows in one query)."""
     positional = isinstance(parameters, list | tuple)
     new_params: Any = list(parameters) if positional else dict(parameters or {})  # type: ignore[arg-type]
-    clauses = []
-    for name, operator, value in conditions:
+
+    def clause(name: str, operator: str, value: Any) -> str:
         position = len(new_params) + 1 if positional else 0
-        clauses.append(f"peak_src.{column} {operator} {_placeholder(name, position, paramstyle, positional)}")
+        text = f"peak_src.{column} {operator} {_placeholder(name, position, paramstyle, positional)}"
         if positional:
             new_params.append(value)
         else:
             new_params[name] = value
+        return text
+
+    clauses = [clause(*condition) for condition in conditions]
+    if alternatives:
+        groups = [" AND ".join(clause(*condition) for condition in group) for group in alternatives]
+        clauses.append("(" + " OR ".join(f"({group})" for group in groups) + ")")
     body = sql.strip().rstrip(";")
     if not clauses and not order_by:
         return body, parameters
@@ -115,6 +126,21 @@ def mark_to_json(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def asset_state_accessor(store: Any, name: str) -> Any:
+    """The state accessor of the asset named ``name`` in a task's ``asset_state_store``, or ``None``."""
+    try:
+        from airflow.sdk.execution_time.context import AssetStateStoreAccessor, AssetStateStoreAccessors
+    except ImportError:  # Airflow < 3.3
+        AssetStateStoreAccessor = AssetStateStoreAccessors = None  # type: ignore[assignment,misc]
+    if AssetStateStoreAccessors is not None and isinstance(store, AssetStateStoreAccessors):
+        # any asset by name: an AssetAlias outlet gives the task no accessor of its own
+        return AssetStateStoreAccessor(name=name)
+    try:
+        return store[name]
+    except (KeyError, TypeError):
+        return None
+
+
 class WatermarkStore:
     """Where a task's high-water mark lives, and where earlier versions of the provider kept it.
 
@@ -136,17 +162,7 @@ class WatermarkStore:
 
     def _accessor(self, name: str) -> Any:
         """The state accessor of the asset named ``name``, or ``None``."""
-        try:
-            from airflow.sdk.execution_time.context import AssetStateStoreAccessor, AssetStateStoreAccessors
-        except ImportError:  # Airflow < 3.3
-            AssetStateStoreAccessor = AssetStateStoreAccessors = None  # type: ignore[assignment,misc]
-        if AssetStateStoreAccessors is not None and isinstance(self._store, AssetStateStoreAccessors):
-            # any asset by name: an AssetAlias outlet gives the task no accessor of its own
-            return AssetStateStoreAccessor(name=name)
-        try:
-            return self._store[name]  # type: ignore[index]
-        except (KeyError, TypeError):
-            return None
+        return asset_state_accessor(self._store, name)
 
     def _from_asset(self, name: str) -> Any:
         accessor = self._accessor(name) if self._store is not None else None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, AssetAlias, BaseOperator
 
+from peak_provider.api import OPERATIONS
 from peak_provider.exceptions import PeakConfigError, PeakError, PeakRejectedRowsError
 from peak_provider.hooks.peak import PeakHook, PeakResumeError
 from peak_provider.incremental import (
@@ -20,7 +21,9 @@ from peak_provider.incremental import (
     interval_bounds,
     mark_to_json,
 )
+from peak_provider.ledger import POLICIES, Interval, Ledger
 from peak_provider.lineage import PeakObject, output_dataset, peak_object_of_hook
+from peak_provider.preflight import UNKNOWN_COLUMNS, CheckedColumns, check_columns, live_columns
 from peak_provider.rejected import RejectedRowsSink
 from peak_provider.resources import CatalogueError, applications_with, get_application
 from peak_provider.resume import Checkpoint, fingerprint
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
 
 log = logging.getLogger(__name__)
+
+#: Summary keys that also go into the asset event's ``extra`` when present.
+_LEDGER_EXTRA = ("missing_intervals", "filled_intervals", "overlapping_intervals", "dropped_columns")
 
 
 def peak_asset_uri(hook: PeakHook, resource: str) -> str:
@@ -101,6 +107,16 @@ class SqlToPeakOperator(BaseOperator):
         UPSERT (re-sending is harmless). ``resumable=False`` on APPEND is allowed, with a warning.
     :param max_in_doubt_rows: the task fails after the load when more rows than this are in doubt (sent,
         outcome unknown; they are written to ``rejected_rows_path`` with ``"outcome": "in_doubt"``).
+    :param missed_windows: ``interval`` mode: what to do about windows no run loaded (and, under APPEND,
+        windows loaded twice), per the task's ledger (:mod:`peak_provider.ledger`): ``warn`` (default: log
+        them, list them in the summary and the asset event), ``fail`` (before reading the warehouse) or
+        ``fill`` (load them too, in this run). ``fill`` sets ``max_active_tis_per_dag=1`` unless given.
+    :param unknown_columns: ``fail`` (default): a query column that is not a field of the resource (after
+        ``column_map``) nor a custom attribute fails the task before anything is sent; ``drop``: such
+        columns are not sent (see :mod:`peak_provider.preflight`).
+    :param schema_check: fetch the tenant's live schema once and check the query's columns against it
+        before sending: live custom attributes need no declaration, a column the live object lacks or a
+        type conflict fails the task.
     """
 
     template_fields: Sequence[str] = ("sql", "parameters", "sql_conn_id", "rejected_rows_path")
@@ -130,14 +146,27 @@ class SqlToPeakOperator(BaseOperator):
         asset_uri: str | None = None,
         resumable: bool | None = None,
         max_in_doubt_rows: int = 0,
+        missed_windows: str | None = None,
+        unknown_columns: str = "fail",
+        schema_check: bool = False,
         **kwargs: Any,
     ) -> None:
         if incremental_mode is not None and incremental_mode not in MODES:
             raise PeakConfigError(f"incremental_mode must be one of {', '.join(MODES)}, got {incremental_mode!r}")
         if incremental_mode is not None and incremental_column is None:
             raise PeakConfigError("incremental_mode needs incremental_column (e.g. 'updated_at')")
-        if operation is not None and operation.upper() not in ("UPSERT", "APPEND"):
+        if operation is not None and operation.upper() not in OPERATIONS:
             raise PeakConfigError(f"operation must be UPSERT or APPEND, got {operation!r}")
+        if missed_windows is not None and missed_windows not in POLICIES:
+            raise PeakConfigError(f"missed_windows must be one of {', '.join(POLICIES)}, got {missed_windows!r}")
+        if missed_windows is not None and (incremental_column is None or incremental_mode == "watermark"):
+            raise PeakConfigError("missed_windows applies to incremental_mode='interval' (watermark loads cannot miss)")
+        if unknown_columns not in UNKNOWN_COLUMNS:
+            raise PeakConfigError(
+                f"unknown_columns must be one of {', '.join(UNKNOWN_COLUMNS)}, got {unknown_columns!r}"
+            )
+        if missed_windows == "fill":
+            kwargs.setdefault("max_active_tis_per_dag", 1)  # one run at a time fills, never two the same window
         check_resource(resource, application)
         self.outlet: Asset | AssetAlias = (
             Asset(asset_uri) if asset_uri else AssetAlias(peak_asset_alias(peak_conn_id, resource))
@@ -164,6 +193,9 @@ class SqlToPeakOperator(BaseOperator):
         self.fetch_size = fetch_size
         self.resumable = resumable
         self.max_in_doubt_rows = max_in_doubt_rows
+        self.missed_windows = (missed_windows or "warn") if self.incremental_mode == "interval" else None
+        self.unknown_columns = unknown_columns
+        self.schema_check = schema_check
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = PeakHook(self.peak_conn_id)
@@ -175,6 +207,9 @@ class SqlToPeakOperator(BaseOperator):
             )
         bounds = interval_bounds(context) if self.incremental_mode == "interval" else None
         operation = (self.operation or hook.resource(self.resource).default_operation).upper()
+        ledger = Ledger(context, self._watermark_keys(hook)[0], self.dag_id, self.task_id) if bounds else None
+        plan = ledger.plan(bounds, **self._ledger_args(operation)) if ledger and bounds else None
+        live = hook.get_schema() if self.schema_check else None
         resumable = self.resumable if self.resumable is not None else operation == "APPEND"
         if operation == "APPEND" and not resumable:
             self.log.warning("resumable=False: a retry of this APPEND task sends every row again (duplicates)")
@@ -183,7 +218,7 @@ class SqlToPeakOperator(BaseOperator):
 
         def build(driver: str) -> Query:
             nonlocal checkpoint
-            query = self._query_for(driver, hook, bounds, watermark, resumable)
+            query = self._query_for(driver, hook, plan.windows if plan else None, watermark, resumable)
             if resumable:
                 checkpoint = Checkpoint(context, fingerprint(*query), operation)
                 if not checkpoint.available:
@@ -194,6 +229,7 @@ class SqlToPeakOperator(BaseOperator):
             return query
 
         with stream_query(self.sql_conn_id, build, self.fetch_size) as stream:
+            checked = self._preflight(hook, stream.columns, live)
             earlier = checkpoint.load() if checkpoint is not None else None
             if checkpoint is not None and earlier is not None:
                 self.log.info(
@@ -211,12 +247,12 @@ class SqlToPeakOperator(BaseOperator):
             try:
                 result = hook.ingest(
                     self.resource,
-                    rows,
-                    columns=stream.columns,
+                    checked.project(rows),
+                    columns=checked.columns,
                     operation=operation,
                     dry_run=self.peak_dry_run,
                     column_map=self.column_map,
-                    custom_attributes=self.custom_attributes,
+                    custom_attributes=checked.custom_attributes,
                     on_rejected=sink.write if sink else None,
                     on_progress=checkpoint.save if checkpoint else None,
                     resume_from=earlier,
@@ -240,8 +276,14 @@ class SqlToPeakOperator(BaseOperator):
             summary["attempts"] = checkpoint.attempts
         if sink and sink.count:
             summary["rejected_rows_path"] = sink.path
+        if checked.dropped:
+            summary["dropped_columns"] = checked.dropped
         if not result.reconciled:
             raise PeakError(f"Counts do not reconcile (a bug, please report it): {result}")
+        if ledger is not None and plan is not None:
+            summary.update(plan.report())
+            if not self.peak_dry_run:  # recorded even if a threshold below fails the task: the rows were sent
+                ledger.record(plan.windows)
         self._emit_asset_event(context, hook, summary)
         if checkpoint is not None:
             checkpoint.clear()  # the load completed; a later run (or a cleared task) starts from the top
@@ -269,11 +311,33 @@ class SqlToPeakOperator(BaseOperator):
         self._peak_object = peak_object_of_hook(hook, self.resource)
         self._peak_result = summary
         extra = {k: summary[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "operation", "dry_run")}
+        extra.update({k: summary[k] for k in _LEDGER_EXTRA if k in summary})
         if isinstance(self.outlet, AssetAlias):
             uri = self._peak_object.uri
             context["outlet_events"][self.outlet].add(Asset(uri), extra=extra)
         else:
             context["outlet_events"][self.outlet].extra = extra
+
+    def _ledger_args(self, operation: str) -> dict[str, Any]:
+        """Ledger.plan()'s policy arguments; ``serialized``: no two runs of this task can run at once."""
+        dag = self.dag if self.has_dag() else None
+        serialized = self.max_active_tis_per_dag == 1 or getattr(dag, "max_active_runs", None) == 1
+        return {"policy": self.missed_windows or "warn", "operation": operation, "serialized": serialized}
+
+    def _preflight(self, hook: PeakHook, columns: list[str], live_schema: Any) -> CheckedColumns:
+        """The query's columns checked against the resource (and the live schema), before any row is sent."""
+        res = hook.resource(self.resource)
+        object_name = hook.object_name(self.resource)
+        live = live_columns(live_schema, object_name, res.object) if self.schema_check else None
+        return check_columns(
+            res,
+            object_name,
+            columns,
+            column_map=self.column_map,
+            custom_attributes=self.custom_attributes,
+            unknown_columns=self.unknown_columns,
+            live=live,
+        )
 
     def _remember_failure(self, exc: BaseException) -> None:
         """Keep the counts a failed load carries (``exc.result``, an ``IngestResult``) for lineage."""
@@ -376,32 +440,44 @@ class SqlToPeakOperator(BaseOperator):
         self,
         driver: str,
         hook: PeakHook,
-        bounds: tuple[Any, Any] | None,
+        windows: list[Interval] | None,
         watermark: WatermarkStore | None,
         resumable: bool,
     ) -> Query:
-        """The SQL and parameters to run: the user's, wrapped with the incremental filter and, when
-        resumable, an ORDER BY the primary key (as named in the source)."""
+        """The SQL and parameters to run: the user's, wrapped with the incremental filter (one condition per
+        window) and, when resumable, an ORDER BY the primary key (as named in the source)."""
         tz = hook.settings.source_timezone
         order_by: list[str] = []
         if resumable:
             source_of = {field.lower(): column for column, field in self.column_map.items()}
             order_by = [source_of.get(pk, pk) for pk in hook.resource(self.resource).primary_key]
         conditions: list[tuple[str, str, Any]] = []
-        if bounds is not None:
-            start, end = bounds
-            conditions = [
-                ("peak_lower", ">=", bound_value(start, driver, tz)),
-                ("peak_upper", "<", bound_value(end, driver, tz)),
-            ]
-            self.log.info("Interval load: %s >= %s and < %s", self.incremental_column, start, end)
+        alternatives: list[list[tuple[str, str, Any]]] = []
+        if windows:
+            for i, (start, end) in enumerate(windows):
+                suffix = f"_{i}" if len(windows) > 1 else ""
+                alternatives.append(
+                    [
+                        (f"peak_lower{suffix}", ">=", bound_value(start, driver, tz)),
+                        (f"peak_upper{suffix}", "<", bound_value(end, driver, tz)),
+                    ]
+                )
+                self.log.info("Interval load: %s >= %s and < %s", self.incremental_column, start, end)
+            if len(alternatives) == 1:
+                conditions, alternatives = alternatives[0], []
         elif watermark is not None:
             mark = watermark.get()
             self.log.info("Watermark load: %s > %s (from %s)", self.incremental_column, mark, watermark.backend)
             if mark is not None:
                 conditions = [("peak_mark", ">", mark)]
         return add_filter(
-            self.sql, self.parameters, self.incremental_column, conditions, paramstyle_of(driver), order_by
+            self.sql,
+            self.parameters,
+            self.incremental_column,
+            conditions,
+            paramstyle_of(driver),
+            order_by,
+            alternatives,
         )
 
     @staticmethod
