@@ -93,7 +93,7 @@ EXTRAS: dict[str, Extra] = {
         "Max in-flight requests",
         "integer",
         16,
-        "Concurrent requests per task: 16 reach 50 requests/s at up to ~300 ms per request.",
+        f"Concurrent requests per task: 16 reach {REQUESTS_PER_SECOND} requests/s at up to ~300 ms per request.",
         minimum=1,
     ),
     "timeout": Extra(
