@@ -38,6 +38,7 @@ def no_ledger_variables_from_other_tests():
     except OperationalError:  # no metadata database yet in this run: no Variable either
         pass
 
+
 TARGET = "peak://127.0.0.1:1/INV_OOTB/INV_PRODUCTS_OOTB"
 
 
