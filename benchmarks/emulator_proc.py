@@ -16,9 +16,13 @@ import requests
 from benchmarks.common import OBJECT, REPO, SOLUTION_SPEC, TOKEN
 
 
-def emulator_args(latency_ms: float = 0, rps: float = 50, max_rows: int = 500) -> list[str]:
+def emulator_args(
+    latency_ms: float = 0, rps: float = 50, max_rows: int = 500, rate_limit_mode: str = "token-bucket"
+) -> list[str]:
     """CLI flags of one emulator configuration (the API's defaults unless overridden)."""
     args = ["--port", "0", "--token", TOKEN, "--solution", SOLUTION_SPEC]
+    if rate_limit_mode != "token-bucket":
+        args += ["--rate-limit-mode", rate_limit_mode]
     if latency_ms:
         args += ["--latency-ms", f"{latency_ms:g}"]
     if rps != 50:
@@ -48,6 +52,18 @@ class EmulatorProcess:
         response = requests.get(f"{self.url}/_emulator/stats", timeout=30)
         response.raise_for_status()
         return dict(response.json())
+
+    def request_log(self) -> list[dict[str, Any]]:
+        """Every API request since the last reset: ``{"t", "status", ...}`` (``t``: arrival, wall clock)."""
+        response = requests.get(f"{self.url}/_emulator/requests", timeout=60)
+        response.raise_for_status()
+        return list(response.json()["requests"])
+
+    def stored_rows(self) -> int:
+        """Rows stored in the benchmark's object (APPEND stores a row sent twice twice)."""
+        response = requests.get(f"{self.url}/_emulator/objects", timeout=60)
+        response.raise_for_status()
+        return sum(int(o["count"]) for o in response.json()["objects"] if o["object"] == OBJECT)
 
     def reset(self) -> None:
         """Drop stored rows, counters and rate-limit buckets (between measurements)."""

@@ -1,12 +1,15 @@
 """Benchmark airflow-provider-peak against the API's limits and write ``benchmarks/RESULTS.md``.
 
-    python benchmarks/run.py                 # full run, 3 runs per figure (about 12 minutes on 2 cores)
+    python benchmarks/run.py                 # full run, 3 runs per figure (about 20 minutes on 2 cores)
     python benchmarks/run.py --smoke --output /tmp/RESULTS.md   # tiny tables, 1 run, seconds
+    python benchmarks/run.py --scenario many-workers --output /tmp/RESULTS.md   # scenario 5 alone (~7 min)
 
 Starts a throwaway PostgreSQL (``tests/pg.py``), fills realistic b2c ``sale`` tables with
 ``generate_series``, and for every scenario runs each load in a fresh process against the emulator in
-its own process, next to the naive ``get_records`` + sequential POST loop. Needs the PostgreSQL server
-binaries (``scripts/ensure-postgres.sh``); ``py-spy`` is optional (the CPU profile).
+its own process, next to the naive ``get_records`` + sequential POST loop. Scenario 5 runs K worker
+processes into one tenant (``many_workers.py``). Needs the PostgreSQL server binaries
+(``scripts/ensure-postgres.sh``) and ``redis-server`` (``scripts/ensure-redis.sh``); ``py-spy`` is optional
+(the CPU profile).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ if sys.path[0] == str(Path(__file__).resolve().parent):
 elif str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks import scenarios  # noqa: E402
+from benchmarks import many_workers, scenarios  # noqa: E402
 from benchmarks.harness import Bench, Quiet  # noqa: E402
 from benchmarks.machine import load_average, machine_facts  # noqa: E402
 from benchmarks.report import Goal, Section, table  # noqa: E402
@@ -33,7 +36,7 @@ from benchmarks.warehouse import create_sale_table, server_version  # noqa: E402
 from tests.pg import postgres_server  # noqa: E402
 
 DEFAULT_OUTPUT = REPO / "benchmarks" / "RESULTS.md"
-SCENARIOS = ("ceiling", "cpu", "memory", "larger-limits")
+SCENARIOS = ("ceiling", "cpu", "memory", "larger-limits", "many-workers")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -84,6 +87,9 @@ def run_scenarios(
         "cpu": lambda: scenarios.cpu(bench, tables[sizes.throughput], profile=not args.no_profile),
         "memory": lambda: scenarios.memory(bench, tables[sizes.memory[0]], tables[sizes.memory[1]]),
         "larger-limits": lambda: scenarios.larger_limits(bench, tables[sizes.throughput]),
+        "many-workers": lambda: many_workers.many_workers(
+            bench, tables[sizes.memory[1]], sizes.tenant_rows, sizes.workers
+        ),
     }
     sections = []
     for name, step in steps.items():
@@ -134,6 +140,7 @@ def render(
         "python benchmarks/run.py   # the full run, written to benchmarks/RESULTS.md (what `make bench` runs)",
         "python benchmarks/run.py --smoke --output /tmp/RESULTS.md   # tiny tables, 1 run: the smoke test",
         "python benchmarks/run.py --runs 5 --scenario ceiling --no-profile --wait-idle 0   # other options",
+        "python benchmarks/run.py --scenario many-workers --output /tmp/RESULTS.md   # scenario 5 alone",
         "pip install py-spy   # optional: the CPU scenario's profile",
         "```",
         "",

@@ -25,6 +25,7 @@ SECTIONS = (
     "### Where the time goes",
     "## 3. Memory",
     "## 4. Larger limits",
+    "## 5. One tenant, many workers",
     "## Appendix: every run",
 )
 
