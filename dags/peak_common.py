@@ -25,7 +25,7 @@ DAILY = CronDataIntervalTimetable("0 0 * * *", timezone="UTC")
 START_DATE = datetime(2025, 2, 1, tzinfo=UTC)
 
 DEFAULT_ARGS = {
-    "pool": "peak_api",  # one pool per Peak tenant keeps concurrent tasks under its request-rate limit
+    "pool": "peak_api",  # caps concurrent Peak loads; the tenant rate is shared by pacing (README: Many tasks, one tenant)
     "retries": 3,
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": True,
