@@ -71,7 +71,7 @@ class Checkpoint:
                     "query": self.fingerprint,
                     "operation": self.operation,
                     "ranges": progress.ranges,
-                    "keys": {str(k): _jsonable(v) for k, v in progress.keys.items()},
+                    "keys": {str(k): jsonable_key(v) for k, v in progress.keys.items()},
                     "attempts": self.attempts,
                 },
             )
@@ -81,5 +81,6 @@ class Checkpoint:
             self.store.delete(KEY)
 
 
-def _jsonable(key: Any) -> Any:
-    return list(key) if isinstance(key, tuple) else key
+def jsonable_key(key: Any) -> Any:
+    """A wire key as JSON keeps it (a tuple comes back a list), so keys compare across attempts."""
+    return list(key) if isinstance(key, tuple | list) else key

@@ -23,6 +23,7 @@ from peak_provider.ratecontrol import AdaptivePacer, RateControl, SharedBudget, 
 from peak_provider.reply import Failure, excerpt, json_or_none, read_ingest_reply
 from peak_provider.resources import OPERATIONS, Application, Resource, get_application
 from peak_provider.result import IngestResult, Rejection
+from peak_provider.resume import jsonable_key
 from peak_provider.transport import Counters, DeadlineAdapter, PayloadTooLarge, Transport
 from peak_provider.wire import RowEncoder
 
@@ -56,10 +57,10 @@ class _Skipper:
         self.result.rows_rejected += rejected
         self.result.rows_in_doubt += in_doubt
         expected = self.keys.get(position)
-        if expected is not None and key is not None and _jsonable_key(key) != _jsonable_key(expected):
+        if expected is not None and key is not None and jsonable_key(key) != jsonable_key(expected):
             raise PeakResumeError(
-                f"Cannot resume: row {position + 1} of the query now has key {_jsonable_key(key)}, but the earlier "
-                f"attempt settled {_jsonable_key(expected)} there; the source changed between attempts. The "
+                f"Cannot resume: row {position + 1} of the query now has key {jsonable_key(key)}, but the earlier "
+                f"attempt settled {jsonable_key(expected)} there; the source changed between attempts. The "
                 "checkpoint is dropped: a new attempt starts from the top (for APPEND it appends again what the "
                 "earlier attempts stored)"
             )
@@ -85,10 +86,6 @@ def _escaped_char(char: str) -> str:
         forms.append(r"\+")
     alternatives = "|".join(forms)
     return rf"(?:\\*(?:{alternatives}))"
-
-
-def _jsonable_key(key: Any) -> Any:
-    return list(key) if isinstance(key, tuple | list) else key
 
 
 class PeakHook(BaseHook):
