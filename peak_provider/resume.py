@@ -18,7 +18,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from airflow.providers.common.compat.sdk import AirflowFailException
+
+from peak_provider.exceptions import PeakError
 from peak_provider.ingest import Progress
+from peak_provider.result import IngestResult
 
 KEY = "peak_checkpoint"
 
@@ -84,3 +88,51 @@ class Checkpoint:
 def jsonable_key(key: Any) -> Any:
     """A wire key as JSON keeps it (a tuple comes back a list), so keys compare across attempts."""
     return list(key) if isinstance(key, tuple | list) else key
+
+
+class PeakResumeError(PeakError, AirflowFailException):
+    """The source no longer yields the rows an earlier attempt settled, so they cannot be skipped safely."""
+
+
+class Skipper:
+    """Skips the rows an earlier attempt settled for good, checking the key at the end of each range."""
+
+    def __init__(self, progress: Progress, result: IngestResult):
+        self.ranges = sorted(progress.ranges)
+        self.keys = {int(k): v for k, v in progress.keys.items()}
+        self.result = result
+        self._i = 0
+
+    def skips(self, position: int) -> bool:
+        ranges = self.ranges
+        while self._i < len(ranges) and position >= ranges[self._i][1]:
+            self._i += 1
+        return self._i < len(ranges) and ranges[self._i][0] <= position
+
+    def check(self, position: int, key: Any) -> tuple[Any, tuple[int, int, int] | None]:
+        """Key and carried counts for a skipped row (counts on a range's last row, after its key check)."""
+        _start, end, accepted, rejected, in_doubt = self.ranges[self._i]
+        if position != end - 1:
+            return key, None
+        # the range's counts are the earlier attempts' facts: carried even if the check below fails
+        self.result.rows_accepted += accepted
+        self.result.rows_rejected += rejected
+        self.result.rows_in_doubt += in_doubt
+        expected = self.keys.get(position)
+        if expected is not None and key is not None and jsonable_key(key) != jsonable_key(expected):
+            raise PeakResumeError(
+                f"Cannot resume: row {position + 1} of the query now has key {jsonable_key(key)}, but the earlier "
+                f"attempt settled {jsonable_key(expected)} there; the source changed between attempts. The "
+                "checkpoint is dropped: a new attempt starts from the top (for APPEND it appends again what the "
+                "earlier attempts stored)"
+            )
+        return key, (accepted, rejected, in_doubt)
+
+    def finish(self, last_position: int) -> None:
+        if self.ranges and self.ranges[-1][1] - 1 > last_position:
+            start = self.ranges[self._i][0] if self._i < len(self.ranges) else last_position + 1
+            self.result.rows_unsent += max(0, last_position + 1 - start)  # read in a range never completed
+            raise PeakResumeError(
+                f"Cannot resume: the query now yields {last_position + 1} rows, but the earlier attempt settled "
+                f"rows up to {self.ranges[-1][1]}; the source changed between attempts"
+            )

@@ -10,7 +10,7 @@ from airflow.providers.common.compat.sdk import Asset, AssetAlias, BaseOperator
 
 from peak_provider.api import OPERATIONS
 from peak_provider.exceptions import PeakConfigError, PeakError, PeakRejectedRowsError
-from peak_provider.hooks.peak import PeakHook, PeakResumeError
+from peak_provider.hooks.peak import PeakHook
 from peak_provider.incremental import (
     MODES,
     MaxTracker,
@@ -26,7 +26,7 @@ from peak_provider.lineage import PeakObject, output_dataset, peak_object_of_hoo
 from peak_provider.preflight import UNKNOWN_COLUMNS, CheckedColumns, check_columns, live_columns
 from peak_provider.rejected import RejectedRowsSink
 from peak_provider.resources import CatalogueError, applications_with, get_application
-from peak_provider.resume import Checkpoint, fingerprint
+from peak_provider.resume import Checkpoint, PeakResumeError, fingerprint
 from peak_provider.sql_source import Query, paramstyle_of, stream_query
 
 if TYPE_CHECKING:
