@@ -97,6 +97,19 @@ def stop_process_group(*procs: subprocess.Popen) -> None:
     stop_tree(procs, grace=30)
 
 
+def run_captured(command: list[str], env: dict[str, str], timeout: float = 300) -> tuple[int, str]:
+    """Run ``command`` in its own session; return its exit code and output (stdout + stderr). It and every
+    process it started are stopped when it returns or overruns."""
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        stop_tree([proc], grace=30)
+    return proc.returncode, out
+
+
 @dataclass
 class Airflow:
     env: dict[str, str]

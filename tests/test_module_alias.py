@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from importlib.metadata import distribution
 from pathlib import Path
 
 import pytest
 
-from tests.airflow_services import AIRFLOW, stop_process_group
+from tests.airflow_services import AIRFLOW, run_captured
 
 OURS = re.compile(r"airflow_provider_peak|airflow-provider-peak|peak_provider")
 
@@ -34,21 +33,9 @@ def test_the_alias_is_the_module_airflow_derives_from_the_distribution_name():
 
 
 def _airflow(env: dict[str, str], *args: str) -> str:
-    """Run ``airflow *args`` in its own process group (stopped with its children if it overruns); its output."""
-    proc = subprocess.Popen(
-        [AIRFLOW, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            stop_process_group(proc)
-    assert proc.returncode == 0, f"airflow {' '.join(args)} exited {proc.returncode}: {out[-3000:]}"
+    """Run ``airflow *args`` (stopped with its children whatever happens); its output."""
+    code, out = run_captured([AIRFLOW, *args], env)
+    assert code == 0, f"airflow {' '.join(args)} exited {code}: {out[-3000:]}"
     return out
 
 

@@ -7,13 +7,10 @@ Skipped where ``apache-airflow-providers-openlineage`` is not installed (the ``[
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import pytest
 
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.lineage import convert_asset_to_openlineage, peak_object, sanitize_uri
+from tests.airflow_services import run_captured
 from tests.conftest import REPO
 
 OPENLINEAGE = importlib.util.find_spec("airflow.providers.openlineage") is not None
@@ -146,20 +144,7 @@ def run_with_openlineage(events_file: Path) -> tuple[str, list[dict[str, Any]]]:
             p for p in (str(REPO / "dags"), str(REPO / "tests" / "dag_files"), os.environ.get("PYTHONPATH")) if p
         ),
     }
-    child = subprocess.Popen(
-        [sys.executable, "-c", RUN_DAG],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = child.communicate(timeout=300)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)  # the child and anything it left behind
-        child.wait()
+    _, output = run_captured([sys.executable, "-c", RUN_DAG], env)  # the child and all it started are stopped
     state = next((line.split()[-1] for line in output.splitlines() if line.startswith("RUN STATE")), None)
     assert state, output[-3000:]
     lines = events_file.read_text().splitlines() if events_file.exists() else []
