@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,6 +46,8 @@ class PeakSettings:
     verify: bool
     timestamp_format: str | None
     source_timezone: str
+    #: ``source_timezone`` parsed: :data:`datetime.UTC` for ``UTC`` (the encoder's fast path), else a ``ZoneInfo``.
+    source_zone: tzinfo
 
     @property
     def host(self) -> str:
@@ -71,10 +74,19 @@ class PeakSettings:
         if "{object}" not in values["ingest_path"]:
             raise fail("ingest_path", "must contain '{object}'")
         try:
-            ZoneInfo(values["source_timezone"])
+            zone = parse_zone(values["source_timezone"])
         except (ZoneInfoNotFoundError, ValueError):
             raise fail("source_timezone", f"unknown time zone {values['source_timezone']!r}") from None
-        return cls(conn_id=conn_id, base_url=_base_url(conn_id, host, port), **values)
+        return cls(conn_id=conn_id, base_url=_base_url(conn_id, host, port), source_zone=zone, **values)
+
+
+def parse_zone(name: str) -> tzinfo:
+    """An IANA zone name as a ``tzinfo``: :data:`datetime.UTC` for ``UTC`` (what the encoder's fast path and
+    the SQLite bound look for), else a ``ZoneInfo``.
+
+    :raises ZoneInfoNotFoundError: no such zone (``ValueError`` for a malformed name).
+    """
+    return UTC if name == "UTC" else ZoneInfo(name)
 
 
 def _strip_legacy_prefix(key: str) -> str:

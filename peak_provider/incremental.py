@@ -11,7 +11,11 @@ Two modes:
   window: each load starts where the last successful one ended, whichever runs did or did not happen.
 
 The user's query is wrapped (``SELECT * FROM (<sql>) peak_src WHERE …``) and the bounds are bind
-parameters in the driver's own placeholder style, never formatted into the SQL text.
+parameters in the driver's own placeholder style, never formatted into the SQL text (what each driver
+expects: :mod:`peak_provider.drivers`).
+
+The operator works through one :class:`IncrementalLoad` per run: it checks the run's window, builds the
+query, tracks the high-water mark while rows stream and records what was loaded.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import KW_ONLY, dataclass, field
+from datetime import UTC, datetime, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 
+from peak_provider.drivers import bound_value, paramstyle_of, placeholder
 from peak_provider.exceptions import PeakConfigError
+from peak_provider.ledger import Interval, Ledger, LedgerPlan, asset_state_accessor
+from peak_provider.sql_source import Query
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +47,19 @@ EMPTY_INTERVAL_HELP = (
 )
 
 
-def check_column(column: str) -> str:
-    if not _IDENTIFIER.match(column):
-        raise PeakConfigError(f"incremental_column {column!r} must be a plain column name (letters, digits, _)")
-    return column
+class PeakEmptyIntervalError(PeakConfigError, AirflowFailException):
+    """An ``interval`` load whose run has an empty data interval (see :data:`EMPTY_INTERVAL_HELP`); not
+    retried: a retry has the same interval."""
 
 
-def _placeholder(name: str, position: int, paramstyle: str, positional: bool) -> str:
-    if positional:
-        return {"qmark": "?", "numeric": f":{position}", "named": f":{position}"}.get(paramstyle, "%s")
-    return f"%({name})s" if paramstyle in ("pyformat", "format") else f":{name}"
+def sql_identifier(name: str, what: str = "incremental_column") -> str:
+    """``name`` if it is a plain SQL identifier (letters, digits, ``_``), safe to write into the SQL text.
 
-
-def bound_value(moment: datetime, driver: str, source_timezone: str) -> Any:
-    """A datetime bound as the driver compares it: SQLite stores text, so a text timestamp in the
-    warehouse's zone; other drivers get an aware UTC datetime."""
-    moment = datetime.fromtimestamp(moment.timestamp(), tz=UTC)
-    if driver == "sqlite3":
-        local = moment if source_timezone.upper() == "UTC" else moment.astimezone(ZoneInfo(source_timezone))
-        return local.strftime("%Y-%m-%d %H:%M:%S")
-    return moment
+    :raises PeakConfigError: anything else; ``what`` names the argument in the message.
+    """
+    if not _IDENTIFIER.match(name):
+        raise PeakConfigError(f"{what} {name!r} must be a plain column name (letters, digits, _)")
+    return name
 
 
 def add_filter(
@@ -80,7 +80,7 @@ def add_filter(
 
     def clause(name: str, operator: str, value: Any) -> str:
         position = len(new_params) + 1 if positional else 0
-        text = f"peak_src.{column} {operator} {_placeholder(name, position, paramstyle, positional)}"
+        text = f"peak_src.{column} {operator} {placeholder(name, position, paramstyle, positional)}"
         if positional:
             new_params.append(value)
         else:
@@ -95,14 +95,19 @@ def add_filter(
     if not clauses and not order_by:
         return body, parameters
     where = f"\nWHERE {' AND '.join(clauses)}" if clauses else ""
-    order = f"\nORDER BY {', '.join(f'peak_src.{check_column(c)}' for c in order_by)}" if order_by else ""
+    columns = ", ".join(f"peak_src.{sql_identifier(c, 'ORDER BY column')}" for c in order_by)
+    order = f"\nORDER BY {columns}" if order_by else ""
     return f"SELECT * FROM (\n{body}\n) peak_src{where}{order}", new_params
 
 
-def interval_bounds(context: Mapping[str, Any]) -> tuple[datetime, datetime]:
+def interval_bounds(context: Mapping[str, Any]) -> Interval:
+    """This run's data interval.
+
+    :raises PeakEmptyIntervalError: it is empty or missing.
+    """
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is None or end is None or start >= end:
-        raise AirflowFailException(EMPTY_INTERVAL_HELP)
+        raise PeakEmptyIntervalError(EMPTY_INTERVAL_HELP)
     return start, end
 
 
@@ -122,23 +127,16 @@ class MaxTracker:
             yield row
 
 
+def column_index(columns: Sequence[str], column: str) -> int:
+    """Where ``column`` is among the query's ``columns`` (case-insensitively)."""
+    lowered = [c.lower() for c in columns]
+    if column.lower() not in lowered:
+        raise PeakConfigError(f"incremental_column {column!r} is not among the query's columns {list(columns)}")
+    return lowered.index(column.lower())
+
+
 def mark_to_json(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
-
-
-def asset_state_accessor(store: Any, name: str) -> Any:
-    """The state accessor of the asset named ``name`` in a task's ``asset_state_store``, or ``None``."""
-    try:
-        from airflow.sdk.execution_time.context import AssetStateStoreAccessor, AssetStateStoreAccessors
-    except ImportError:  # Airflow < 3.3
-        AssetStateStoreAccessor = AssetStateStoreAccessors = None  # type: ignore[assignment,misc]
-    if AssetStateStoreAccessors is not None and isinstance(store, AssetStateStoreAccessors):
-        # any asset by name: an AssetAlias outlet gives the task no accessor of its own
-        return AssetStateStoreAccessor(name=name)
-    try:
-        return store[name]
-    except (KeyError, TypeError):
-        return None
 
 
 class WatermarkStore:
@@ -203,3 +201,124 @@ class WatermarkStore:
                 )
         Variable.set(self.variable_key, value)
         self.backend = f"variable {self.variable_key}"
+
+
+@dataclass
+class IncrementalLoad:
+    """The incremental side of one run of a load, in the order the operator calls it.
+
+    :meth:`begin` checks the run before the warehouse is read (an empty interval, the missed-window
+    ledger's policy); :meth:`query` wraps the user's query with the run's filter; :meth:`track` remembers
+    the high-water mark while rows stream; :meth:`record_sent` records the loaded windows in the ledger once
+    the rows were sent; :meth:`commit` stores the new mark once the task succeeded. ``IncrementalLoad()`` is
+    a full load: no filter, and every other step does nothing.
+
+    :param column: the incremental column (a plain identifier), ``None`` for a full load.
+    :param zone: the warehouse's zone (:attr:`~peak_provider.connection.PeakSettings.source_zone`); SQLite
+        compares text bounds written in it.
+    :param watermark: ``watermark`` mode: where the mark is read and stored.
+    :param ledger: ``interval`` mode: the task's missed-window ledger, and ``plan``: what this run loads.
+    :param dry_run: nothing is recorded or stored.
+    """
+
+    column: str | None = None
+    zone: tzinfo = UTC
+    _: KW_ONLY
+    watermark: WatermarkStore | None = None
+    ledger: Ledger | None = None
+    plan: LedgerPlan | None = None
+    dry_run: bool = False
+    _tracker: MaxTracker | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def begin(
+        cls,
+        context: Mapping[str, Any],
+        column: str,
+        mode: str,
+        *,
+        zone: tzinfo,
+        keys: Sequence[str],
+        dag_id: str,
+        task_id: str,
+        policy: str,
+        operation: str,
+        serialized: bool,
+        dry_run: bool,
+    ) -> IncrementalLoad:
+        """The load of this run of task ``dag_id.task_id`` in ``mode`` (:data:`MODES`), before the warehouse
+        is read. ``keys``: the target's asset names, the current one first (see :class:`WatermarkStore`);
+        ``policy``, ``operation``, ``serialized``: see :meth:`Ledger.plan <peak_provider.ledger.Ledger.plan>`.
+
+        :raises PeakEmptyIntervalError: ``interval`` mode and the run's data interval is empty.
+        :raises PeakMissedWindowsError: ``policy="fail"`` and the ledger found windows missing (or, under
+            APPEND, overlapping).
+        """
+        if mode == "watermark":
+            store = WatermarkStore(context, keys, f"peak_watermark__{dag_id}__{task_id}")
+            return cls(column, zone, watermark=store, dry_run=dry_run)
+        window = interval_bounds(context)
+        ledger = Ledger(context, keys[0], dag_id, task_id)
+        plan = ledger.plan(window, policy=policy, operation=operation, serialized=serialized)
+        return cls(column, zone, ledger=ledger, plan=plan, dry_run=dry_run)
+
+    def query(
+        self,
+        sql: str,
+        parameters: Sequence[Any] | Mapping[str, Any] | None,
+        driver: str,
+        order_by: Sequence[str] = (),
+    ) -> Query:
+        """``sql`` wrapped with this run's filter (one condition per window, or ``column >`` the stored
+        mark), its bounds bound in ``driver``'s style, and ``ORDER BY order_by``; see :func:`add_filter`."""
+        conditions: list[tuple[str, str, Any]] = []
+        alternatives: list[list[tuple[str, str, Any]]] = []
+        if self.plan is not None:
+            windows = self.plan.windows
+            for i, (start, end) in enumerate(windows):
+                suffix = f"_{i}" if len(windows) > 1 else ""
+                alternatives.append(
+                    [
+                        (f"peak_lower{suffix}", ">=", bound_value(start, driver, self.zone)),
+                        (f"peak_upper{suffix}", "<", bound_value(end, driver, self.zone)),
+                    ]
+                )
+                log.info("Interval load: %s >= %s and < %s", self.column, start, end)
+            if len(alternatives) == 1:
+                conditions, alternatives = alternatives[0], []
+        elif self.watermark is not None:
+            mark = self.watermark.get()
+            log.info("Watermark load: %s > %s (from %s)", self.column, mark, self.watermark.backend)
+            if mark is not None:
+                conditions = [("peak_mark", ">", mark)]
+        return add_filter(sql, parameters, self.column, conditions, paramstyle_of(driver), order_by, alternatives)
+
+    def track(self, rows: Iterator[Sequence[Any]], columns: Sequence[str]) -> Iterator[Sequence[Any]]:
+        """``rows`` (in the order of ``columns``) passed through; in ``watermark`` mode the largest value of
+        the column is remembered as they go.
+
+        :raises PeakConfigError: the query does not select the incremental column.
+        """
+        if self.watermark is None or self.column is None:
+            return rows
+        self._tracker = MaxTracker(column_index(columns, self.column))
+        return self._tracker.track(rows)
+
+    def record_sent(self) -> dict[str, Any]:
+        """Once every row was sent and the counts reconcile: ``interval`` mode records the windows in the
+        ledger (not on a dry run), even if a threshold fails the task afterwards, since the rows were sent.
+        Returns the summary's ledger keys (:meth:`~peak_provider.ledger.LedgerPlan.report`), if any."""
+        if self.ledger is None or self.plan is None:
+            return {}
+        report = self.plan.report()
+        if not self.dry_run:
+            self.ledger.record(self.plan.windows)
+        return report
+
+    def commit(self) -> None:
+        """Once the task succeeded: ``watermark`` mode stores the largest value read as the new mark (not on
+        a dry run, nor when no row was read), so a failed task loads the same rows again next time."""
+        if self.watermark is None or self._tracker is None or self._tracker.maximum is None or self.dry_run:
+            return
+        self.watermark.set(mark_to_json(self._tracker.maximum))
+        log.info("Stored watermark %s in %s", self._tracker.maximum, self.watermark.backend)

@@ -46,7 +46,6 @@ from typing import Any
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from peak_provider.exceptions import PeakError
-from peak_provider.incremental import asset_state_accessor
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +62,21 @@ Interval = tuple[datetime, datetime]
 
 class PeakMissedWindowsError(PeakError, AirflowFailException):
     """``missed_windows="fail"``: windows were never loaded, or (APPEND) this run would load one twice."""
+
+
+def asset_state_accessor(store: Any, name: str) -> Any:
+    """The state accessor of the asset named ``name`` in a task's ``asset_state_store``, or ``None``."""
+    try:
+        from airflow.sdk.execution_time.context import AssetStateStoreAccessor, AssetStateStoreAccessors
+    except ImportError:  # Airflow < 3.3
+        AssetStateStoreAccessor = AssetStateStoreAccessors = None  # type: ignore[assignment,misc]
+    if AssetStateStoreAccessors is not None and isinstance(store, AssetStateStoreAccessors):
+        # any asset by name: an AssetAlias outlet gives the task no accessor of its own
+        return AssetStateStoreAccessor(name=name)
+    try:
+        return store[name]
+    except (KeyError, TypeError):
+        return None
 
 
 # --- interval arithmetic ---------------------------------------------------------------------------

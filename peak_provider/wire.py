@@ -43,7 +43,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from peak_provider.describe import QUOTE_LIMIT, clip, describe
 from peak_provider.exceptions import PeakConfigError
@@ -375,7 +374,8 @@ class RowEncoder:
 
     :param resource: the catalogue resource.
     :param timestamp_format: one of :data:`~peak_provider.resources.TIMESTAMP_FORMATS`.
-    :param source_timezone: the zone naive datetimes are in.
+    :param source_zone: the zone naive datetimes are in (:attr:`PeakSettings.source_zone
+        <peak_provider.connection.PeakSettings.source_zone>`); :data:`datetime.UTC` skips the DST checks.
     :param custom_attributes: UPPERCASE custom attribute name -> catalogue type.
     :param column_map: source column -> field name, applied before matching.
     """
@@ -384,15 +384,17 @@ class RowEncoder:
         self,
         resource: Resource,
         timestamp_format: str,
-        source_timezone: str = "UTC",
+        source_zone: tzinfo = UTC,
         custom_attributes: Mapping[str, str] | None = None,
         column_map: Mapping[str, str] | None = None,
     ):
         self.resource = resource
-        tz: tzinfo = UTC if source_timezone.upper() == "UTC" else ZoneInfo(source_timezone)
         self._counts = _TimeCounts()
         self.last_key: Any = None  # the primary key (as sent) of the row ``encode`` last returned bytes for
-        self._converters = {**_CONVERTERS, "timestamp": _timestamp_converter(timestamp_format, tz, self._counts)}
+        self._converters = {
+            **_CONVERTERS,
+            "timestamp": _timestamp_converter(timestamp_format, source_zone, self._counts),
+        }
         self._fields: dict[str, Field] = {f.name.lower(): f for f in resource.fields}
         for name, type_ in (custom_attributes or {}).items():
             if name != name.upper():

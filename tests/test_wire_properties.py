@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from peak_provider.connection import parse_zone
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.resources import FIELD_TYPES, TIMESTAMP_FORMATS, Field, Resource, get_application
 from peak_provider.result import Rejection
@@ -287,7 +288,7 @@ def encoder_for(kind: str, role: str, fmt: str, zone: str) -> RowEncoder:
     field = Field("v", kind, required=role != "nullable", nullable=role == "nullable")
     key = ("id", "v") if role == "primary key" else ("id",)
     probe = Resource("probe", "PROBE", (Field("id", "string", True, False), field), key, (), "UPSERT", "test")
-    return RowEncoder(probe, fmt, source_timezone=zone)
+    return RowEncoder(probe, fmt, source_zone=parse_zone(zone))
 
 
 def utc_of(value: datetime, zone: str) -> datetime | None:

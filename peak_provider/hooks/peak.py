@@ -218,7 +218,7 @@ class PeakHook(BaseHook):
         if op not in OPERATIONS:
             raise PeakConfigError(f"{resource}: operation must be one of {', '.join(OPERATIONS)}, got {op!r}")
         s = self.settings
-        encoder = RowEncoder(res, self.timestamp_format, s.source_timezone, custom_attributes, column_map)
+        encoder = RowEncoder(res, self.timestamp_format, s.source_zone, custom_attributes, column_map)
         object_name = self.object_name(resource)
         result = IngestResult(resource=res.name, object_name=object_name, operation=op, dry_run=dry_run)
         head = b'{"solutionName":' + json.dumps(s.solution_name).encode() + b',"data":['

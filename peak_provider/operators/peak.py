@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, AssetAlias, BaseOperator
@@ -11,23 +11,15 @@ from airflow.providers.common.compat.sdk import Asset, AssetAlias, BaseOperator
 from peak_provider.api import OPERATIONS
 from peak_provider.exceptions import PeakConfigError, PeakError, PeakRejectedRowsError
 from peak_provider.hooks.peak import PeakHook
-from peak_provider.incremental import (
-    MODES,
-    MaxTracker,
-    WatermarkStore,
-    add_filter,
-    bound_value,
-    check_column,
-    interval_bounds,
-    mark_to_json,
-)
-from peak_provider.ledger import POLICIES, Interval, Ledger
+from peak_provider.incremental import MODES, IncrementalLoad, sql_identifier
+from peak_provider.ledger import POLICIES
 from peak_provider.lineage import PeakObject, output_dataset, peak_object_of_hook
 from peak_provider.preflight import UNKNOWN_COLUMNS, CheckedColumns, check_columns, live_columns
 from peak_provider.rejected import RejectedRowsSink
 from peak_provider.resources import CatalogueError, applications_with, get_application
+from peak_provider.result import IngestResult
 from peak_provider.resume import Checkpoint, PeakResumeError, fingerprint
-from peak_provider.sql_source import Query, paramstyle_of, stream_query
+from peak_provider.sql_source import Query, stream_query
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -186,7 +178,7 @@ class SqlToPeakOperator(BaseOperator):
         self.peak_dry_run = dry_run  # BaseOperator.dry_run() is a method
         self.column_map = dict(column_map or {})
         self.custom_attributes = dict(custom_attributes or {})
-        self.incremental_column = check_column(incremental_column) if incremental_column else None
+        self.incremental_column = sql_identifier(incremental_column) if incremental_column else None
         self.incremental_mode = (incremental_mode or "interval") if incremental_column else None
         self.max_rejected_rows = max_rejected_rows
         self.rejected_rows_path = rejected_rows_path
@@ -199,77 +191,117 @@ class SqlToPeakOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = PeakHook(self.peak_conn_id)
-        hook.resource(self.resource)  # fail before touching the warehouse if the name is wrong
-        watermark = None
-        if self.incremental_mode == "watermark":
-            watermark = WatermarkStore(
-                context, self._watermark_keys(hook), f"peak_watermark__{self.dag_id}__{self.task_id}"
-            )
-        bounds = interval_bounds(context) if self.incremental_mode == "interval" else None
+        # an unknown resource fails here, before the warehouse is touched
         operation = (self.operation or hook.resource(self.resource).default_operation).upper()
-        ledger = Ledger(context, self._watermark_keys(hook)[0], self.dag_id, self.task_id) if bounds else None
-        plan = ledger.plan(bounds, **self._ledger_args(operation)) if ledger and bounds else None
+        load = self._incremental_load(context, hook, operation)  # an empty interval or missed windows fail here
         live = hook.get_schema() if self.schema_check else None
         resumable = self.resumable if self.resumable is not None else operation == "APPEND"
         if operation == "APPEND" and not resumable:
             self.log.warning("resumable=False: a retry of this APPEND task sends every row again (duplicates)")
-        tracker: MaxTracker | None = None
-        checkpoint: Checkpoint | None = None
-
-        def build(driver: str) -> Query:
-            nonlocal checkpoint
-            query = self._query_for(driver, hook, plan.windows if plan else None, watermark, resumable)
-            if resumable:
-                checkpoint = Checkpoint(context, fingerprint(*query), operation)
-                if not checkpoint.available:
-                    self.log.warning(
-                        "No task_state_store (Airflow < 3.3): a retry of this task starts over%s",
-                        " and a retried APPEND can duplicate rows" if operation == "APPEND" else "",
-                    )
-            return query
-
-        with stream_query(self.sql_conn_id, build, self.fetch_size) as stream:
+        with stream_query(self.sql_conn_id, self._query(load, hook, resumable), self.fetch_size) as stream:
             checked = self._preflight(hook, stream.columns, live)
-            earlier = checkpoint.load() if checkpoint is not None else None
-            if checkpoint is not None and earlier is not None:
-                self.log.info(
-                    "Resuming (attempt %d): %d rows were settled by earlier attempts and are skipped",
-                    checkpoint.attempts,
-                    checkpoint.rows_skipped,
-                )
+            checkpoint = self._checkpoint(context, stream.query, operation) if resumable else None
             sink = None
             if self.rejected_rows_path:
-                sink = RejectedRowsSink(self.rejected_rows_path, self.resource, append=earlier is not None)
-            rows = stream.rows
-            if watermark is not None and self.incremental_column is not None:
-                tracker = MaxTracker(self._column_index(stream.columns, self.incremental_column))
-                rows = tracker.track(rows)
-            try:
-                result = hook.ingest(
-                    self.resource,
-                    checked.project(rows),
-                    columns=checked.columns,
-                    operation=operation,
-                    dry_run=self.peak_dry_run,
-                    column_map=self.column_map,
-                    custom_attributes=checked.custom_attributes,
-                    on_rejected=sink.write if sink else None,
-                    on_progress=checkpoint.save if checkpoint else None,
-                    resume_from=earlier,
-                )
-            except PeakError as exc:
-                if isinstance(exc, PeakResumeError) and checkpoint is not None:
-                    checkpoint.clear()
-                if exc.result is not None:
-                    where = f"; rejected and in-doubt rows are in {sink.path}" if sink and sink.count else ""
-                    self.log.error("Peak load failed: %s%s", exc.result, where)
-                self._remember_failure(exc)
-                raise
-            finally:
-                if sink:
-                    sink.close()
-                hook.close()
+                resuming = checkpoint is not None and checkpoint.earlier is not None
+                sink = RejectedRowsSink(self.rejected_rows_path, self.resource, append=resuming)
+            result = self._send(hook, load.track(stream.rows, stream.columns), checked, operation, checkpoint, sink)
+        if not result.reconciled:
+            raise PeakError(f"Counts do not reconcile (a bug, please report it): {result}")
+        summary = self._summary(result, checked, checkpoint, sink)
+        summary.update(load.record_sent())  # recorded even if a threshold below fails the task: the rows were sent
+        self._emit_asset_event(context, hook, summary)
+        if checkpoint is not None:
+            checkpoint.clear()  # the load completed; a later run (or a cleared task) starts from the top
+        self._check_thresholds(result, summary, sink)
+        load.commit()
+        return summary
 
+    def _incremental_load(self, context: Context, hook: PeakHook, operation: str) -> IncrementalLoad:
+        """This run's :class:`IncrementalLoad` (a full load without ``incremental_column``)."""
+        if self.incremental_column is None or self.incremental_mode is None:
+            return IncrementalLoad(dry_run=self.peak_dry_run)
+        return IncrementalLoad.begin(
+            context,
+            self.incremental_column,
+            self.incremental_mode,
+            zone=hook.settings.source_zone,
+            keys=self._watermark_keys(hook),
+            dag_id=self.dag_id,
+            task_id=self.task_id,
+            dry_run=self.peak_dry_run,
+            **self._ledger_args(operation),
+        )
+
+    def _query(self, load: IncrementalLoad, hook: PeakHook, resumable: bool) -> Callable[[str], Query]:
+        """The query to run for a driver: the user's, wrapped with the incremental filter and, when resumable,
+        an ORDER BY the primary key (as named in the source)."""
+        order_by: list[str] = []
+        if resumable:
+            source_of = {field.lower(): column for column, field in self.column_map.items()}
+            order_by = [source_of.get(pk, pk) for pk in hook.resource(self.resource).primary_key]
+        return lambda driver: load.query(self.sql, self.parameters, driver, order_by)
+
+    def _checkpoint(self, context: Context, query: Query, operation: str) -> Checkpoint:
+        """The checkpoint of this query, loaded with what earlier attempts settled (``earlier``; see
+        :mod:`peak_provider.resume`)."""
+        checkpoint = Checkpoint(context, fingerprint(*query), operation)
+        if not checkpoint.available:
+            self.log.warning(
+                "No task_state_store (Airflow < 3.3): a retry of this task starts over%s",
+                " and a retried APPEND can duplicate rows" if operation == "APPEND" else "",
+            )
+        if checkpoint.load() is not None:
+            self.log.info(
+                "Resuming (attempt %d): %d rows were settled by earlier attempts and are skipped",
+                checkpoint.attempts,
+                checkpoint.rows_skipped,
+            )
+        return checkpoint
+
+    def _send(
+        self,
+        hook: PeakHook,
+        rows: Iterator[Sequence[Any]],
+        checked: CheckedColumns,
+        operation: str,
+        checkpoint: Checkpoint | None,
+        sink: RejectedRowsSink | None,
+    ) -> IngestResult:
+        """Stream ``rows`` into the Peak object (skipping what the checkpoint says earlier attempts settled);
+        closes the sink and the hook whatever happens."""
+        try:
+            return hook.ingest(
+                self.resource,
+                checked.project(rows),
+                columns=checked.columns,
+                operation=operation,
+                dry_run=self.peak_dry_run,
+                column_map=self.column_map,
+                custom_attributes=checked.custom_attributes,
+                on_rejected=sink.write if sink else None,
+                on_progress=checkpoint.save if checkpoint else None,
+                resume_from=checkpoint.earlier if checkpoint else None,
+            )
+        except PeakError as exc:
+            if isinstance(exc, PeakResumeError) and checkpoint is not None:
+                checkpoint.clear()
+            if exc.result is not None:
+                where = f"; rejected and in-doubt rows are in {sink.path}" if sink and sink.count else ""
+                self.log.error("Peak load failed: %s%s", exc.result, where)
+            self._remember_failure(exc)
+            raise
+        finally:
+            if sink:
+                sink.close()
+            hook.close()
+
+    @staticmethod
+    def _summary(
+        result: IngestResult, checked: CheckedColumns, checkpoint: Checkpoint | None, sink: RejectedRowsSink | None
+    ) -> dict[str, Any]:
+        """The task's return value (XCom): the counts, and how the load resumed, where rejections went and
+        which columns were dropped."""
         summary = result.to_dict()
         if checkpoint is not None:
             summary["rows_resumed"] = checkpoint.rows_skipped
@@ -278,15 +310,10 @@ class SqlToPeakOperator(BaseOperator):
             summary["rejected_rows_path"] = sink.path
         if checked.dropped:
             summary["dropped_columns"] = checked.dropped
-        if not result.reconciled:
-            raise PeakError(f"Counts do not reconcile (a bug, please report it): {result}")
-        if ledger is not None and plan is not None:
-            summary.update(plan.report())
-            if not self.peak_dry_run:  # recorded even if a threshold below fails the task: the rows were sent
-                ledger.record(plan.windows)
-        self._emit_asset_event(context, hook, summary)
-        if checkpoint is not None:
-            checkpoint.clear()  # the load completed; a later run (or a cleared task) starts from the top
+        return summary
+
+    def _check_thresholds(self, result: IngestResult, summary: dict[str, Any], sink: RejectedRowsSink | None) -> None:
+        """Fail the task (without retries) past ``max_rejected_rows`` or ``max_in_doubt_rows``."""
         where = f"; rows written to {sink.path}" if sink and sink.count else ""
         if result.rows_rejected > self.max_rejected_rows:
             raise PeakRejectedRowsError(
@@ -301,10 +328,6 @@ class SqlToPeakOperator(BaseOperator):
                 f"sending them again{where}. {result}",
                 summary,
             )
-        if watermark is not None and tracker is not None and tracker.maximum is not None and not self.peak_dry_run:
-            watermark.set(mark_to_json(tracker.maximum))
-            self.log.info("Stored watermark %s in %s", tracker.maximum, watermark.backend)
-        return summary
 
     def _emit_asset_event(self, context: Context, hook: PeakHook, summary: dict[str, Any]) -> None:
         """Emit the asset event of the load (counts in its ``extra``) and keep the summary for lineage."""
@@ -435,54 +458,3 @@ class SqlToPeakOperator(BaseOperator):
         except Exception as exc:
             self.log.warning("OpenLineage: could not read the query's input tables: %s", exc)
             return None
-
-    def _query_for(
-        self,
-        driver: str,
-        hook: PeakHook,
-        windows: list[Interval] | None,
-        watermark: WatermarkStore | None,
-        resumable: bool,
-    ) -> Query:
-        """The SQL and parameters to run: the user's, wrapped with the incremental filter (one condition per
-        window) and, when resumable, an ORDER BY the primary key (as named in the source)."""
-        tz = hook.settings.source_timezone
-        order_by: list[str] = []
-        if resumable:
-            source_of = {field.lower(): column for column, field in self.column_map.items()}
-            order_by = [source_of.get(pk, pk) for pk in hook.resource(self.resource).primary_key]
-        conditions: list[tuple[str, str, Any]] = []
-        alternatives: list[list[tuple[str, str, Any]]] = []
-        if windows:
-            for i, (start, end) in enumerate(windows):
-                suffix = f"_{i}" if len(windows) > 1 else ""
-                alternatives.append(
-                    [
-                        (f"peak_lower{suffix}", ">=", bound_value(start, driver, tz)),
-                        (f"peak_upper{suffix}", "<", bound_value(end, driver, tz)),
-                    ]
-                )
-                self.log.info("Interval load: %s >= %s and < %s", self.incremental_column, start, end)
-            if len(alternatives) == 1:
-                conditions, alternatives = alternatives[0], []
-        elif watermark is not None:
-            mark = watermark.get()
-            self.log.info("Watermark load: %s > %s (from %s)", self.incremental_column, mark, watermark.backend)
-            if mark is not None:
-                conditions = [("peak_mark", ">", mark)]
-        return add_filter(
-            self.sql,
-            self.parameters,
-            self.incremental_column,
-            conditions,
-            paramstyle_of(driver),
-            order_by,
-            alternatives,
-        )
-
-    @staticmethod
-    def _column_index(columns: list[str], column: str) -> int:
-        lowered = [c.lower() for c in columns]
-        if column.lower() not in lowered:
-            raise PeakConfigError(f"incremental_column {column!r} is not among the query's columns {columns}")
-        return lowered.index(column.lower())

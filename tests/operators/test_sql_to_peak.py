@@ -11,6 +11,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from peak_provider.exceptions import PeakConfigError, PeakRejectedRowsError
+from peak_provider.incremental import PeakEmptyIntervalError
 from peak_provider.operators.peak import SqlToPeakOperator
 from tests.context import alias_events, outlet_events
 
@@ -120,13 +121,13 @@ def test_interval_mode_sends_only_rows_in_the_interval(wh, peak_conn, peak_emula
     assert {r["updated_at"][:10] for r in stored(peak_emulator)} == {"2025-03-02"}
 
 
-def test_interval_bounds_are_bind_parameters(sqlite_wh, peak_conn, peak_emulator, caplog):
+def test_interval_bounds_are_bind_parameters(sqlite_wh, peak_conn, peak_emulator, caplog, monkeypatch):
     insert(sqlite_wh, product_rows(3, day=1))
     task = op(sqlite_wh[0], incremental_column="updated_at", sql=f"SELECT {COLUMNS} FROM products;")
     hook_sql: list[str] = []
     from peak_provider import sql_source
 
-    original = sql_source._cursor
+    original = sql_source.streaming_cursor
 
     def spy(conn, driver, fetch_size):
         cursor = original(conn, driver, fetch_size)
@@ -141,11 +142,8 @@ def test_interval_bounds_are_bind_parameters(sqlite_wh, peak_conn, peak_emulator
 
         return Spy()
 
-    sql_source._cursor = spy
-    try:
-        task.execute(context())
-    finally:
-        sql_source._cursor = original
+    monkeypatch.setattr(sql_source, "streaming_cursor", spy)
+    task.execute(context())
     (sql,) = hook_sql
     assert ":peak_lower" in sql and ":peak_upper" in sql and "2025" not in sql
 
@@ -164,8 +162,9 @@ def test_user_parameters_combine_with_incremental_bounds(sqlite_wh, peak_conn, p
 @pytest.mark.parametrize("interval", [(DAY1, DAY1), (None, None)])
 def test_empty_interval_fails_at_once_with_the_fix(sqlite_wh, peak_conn, interval):
     task = op(sqlite_wh[0], incremental_column="updated_at")
-    with pytest.raises(AirflowFailException, match="CronDataIntervalTimetable"):
+    with pytest.raises(PeakEmptyIntervalError, match="CronDataIntervalTimetable") as failed:
         task.execute(context(*interval))
+    assert isinstance(failed.value, AirflowFailException)  # not retried: a retry has the same interval
 
 
 def test_watermark_mode(wh, peak_conn, peak_emulator, monkeypatch):
@@ -263,26 +262,24 @@ def test_dry_run_writes_nothing(sqlite_wh, peak_conn, peak_emulator):
 
 
 def test_postgres_streams_with_a_server_side_cursor(pg_wh):
+    """The server says so: while the stream is open, its session's last statement is a ``FETCH`` from a
+    cursor (a client-side cursor would have run the ``SELECT`` and holds every row already)."""
     from peak_provider.sql_source import stream_query
 
     insert(pg_wh, product_rows(10))
+    _, db = pg_wh
     with stream_query(pg_wh[0], lambda driver: (f"SELECT {COLUMNS} FROM products", None), 3) as stream:
-        assert stream.driver in ("psycopg", "psycopg2") and stream.server_side
-        from peak_provider import sql_source
-
-        conn = stream_conn(pg_wh[0])
-        assert getattr(sql_source._cursor(conn, stream.driver, 3), "name", None)  # a named, server-side cursor
-        assert not getattr(conn.cursor(), "name", None)
-        conn.close()
+        assert stream.driver in ("psycopg", "psycopg2")
         assert stream.columns == ["product_id", "product_name", "source_id", "pack_size", "updated_at"]
-        rows = list(stream.rows)
+        rows = [next(stream.rows)]  # one batch of 3 read
+        with db.cursor() as cur:
+            cur.execute(
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            others = [query for (query,) in cur.fetchall()]
+        assert any(q.startswith("FETCH FORWARD 3 FROM") and "peak_" in q for q in others), others
+        rows += list(stream.rows)
     assert len(rows) == 10
-
-
-def stream_conn(conn_id):
-    from peak_provider.sql_source import get_db_hook
-
-    return get_db_hook(conn_id).get_conn()
 
 
 def test_missing_connection_at_parse_time_does_not_break_the_dag_import():

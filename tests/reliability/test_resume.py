@@ -10,6 +10,7 @@ import pytest
 
 from peak_provider.exceptions import PeakHTTPError
 from peak_provider.hooks.peak import PeakHook
+from peak_provider.incremental import IncrementalLoad
 from peak_provider.operators.peak import SqlToPeakOperator
 from tests.context import outlet_events
 
@@ -90,5 +91,5 @@ def test_resumable_orders_by_primary_key_in_source_names(warehouse, peak_emulato
         resumable=True,
         column_map={"sku": "product_id"},
     )
-    sql, _ = task._query_for("sqlite3", PeakHook(), None, None, True)
+    sql, _ = task._query(IncrementalLoad(), PeakHook(), True)("sqlite3")
     assert sql.endswith("ORDER BY peak_src.sku, peak_src.updated_at")
