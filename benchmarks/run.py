@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                 # full run, 3 runs per figure (about 20 minutes on 2 cores)
     python benchmarks/run.py --smoke --output /tmp/RESULTS.md   # tiny tables, 1 run, seconds
-    python benchmarks/run.py --scenario many-workers --output /tmp/RESULTS.md   # scenario 5 alone (~7 min)
+    python benchmarks/run.py --scenario many-workers --output /tmp/RESULTS.md   # scenario 5 alone (~12 min)
 
 Starts a throwaway PostgreSQL (``tests/pg.py``), fills realistic b2c ``sale`` tables with
 ``generate_series``, and for every scenario runs each load in a fresh process against the emulator in

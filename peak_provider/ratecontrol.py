@@ -3,9 +3,9 @@
 - :func:`parse_retry_after` reads a ``Retry-After`` header (delta-seconds or an HTTP date) and never raises.
 - :class:`AdaptivePacer` spaces request starts evenly at a current rate shared by every thread of the process
   for one tenant. The rate starts at ``requests_per_second`` and never goes above it. A throttle (429, or 503
-  with ``Retry-After``) cuts it and pauses all of the process's sending. Successes bring it back along botocore's
-  CUBIC curve (``botocore/retries/throttling.py``). With no throttles the pacing is the plain ``1.01 / rate``
-  spacing.
+  with ``Retry-After``) cuts it and pauses all of the process's sending. Successes bring it back along the CUBIC
+  curve of botocore (``botocore/retries/throttling.py``), scaled for many workers sharing one tenant (see the
+  class). With no throttles the pacing is the plain ``1.01 / rate`` spacing.
 - :class:`SharedBudget` also draws every request slot from one schedule per tenant in Redis: a "next free slot"
   (GCRA) Lua script that runs atomically against Redis's own clock, so every worker on every machine is spaced
   at ``requests_per_second`` in total. If Redis cannot be reached, it logs one warning and falls back to the
@@ -23,6 +23,7 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
@@ -84,7 +85,7 @@ class RateControl(Protocol):
 
     def on_throttle(self, retry_after: float | None = None, *, sent_at: float | None = None) -> float: ...
 
-    def on_success(self) -> None: ...
+    def on_success(self, sent_at: float | None = None) -> None: ...
 
     @property
     def throttled(self) -> int: ...
@@ -99,7 +100,9 @@ class AdaptivePacer:
     :param rate: the configured ``requests_per_second``, which is also the ceiling. ``0`` or less means no limit.
         In that case only throttle pauses apply, plus the cuts once a send rate has been measured.
     :param backoff: the first pause after a throttle without ``Retry-After``. It doubles with each consecutive
-        throttle, is capped at ``backoff_max``, and is jittered by a factor between 0.5 and 1.
+        throttle, is capped at ``backoff_max``, and is jittered by a factor between 0.5 and 1. It is short: such
+        a server (e.g. fixed one-second windows) is usually free again within the second, and the cut already
+        slows the process down.
     :param max_pause: the longest pause that one throttle can impose. A caller that wants to fail the load on
         a longer ``Retry-After`` checks that before it calls :meth:`on_throttle`.
     :param clock: a monotonic clock (injectable, like ``sleep`` and ``rand``, so tests run on a fake clock).
@@ -107,9 +110,16 @@ class AdaptivePacer:
     :param rand: uniform in [0, 1), for the jitter.
     """
 
-    #: CUBIC constants, as in botocore: the cut factor and the curve's scale (requests/s per s³).
+    #: CUBIC constants: botocore's cut factor, and the curve's scale (requests/s per s³) at an eighth of
+    #: botocore's 0.4. Every worker on a tenant probes above its share along this curve, so the tenant sees
+    #: K times its slope: at 0.4, 8 workers overshot 50 requests/s about once a second (5-9% of requests were
+    #: 429s). At 0.05 a worker cut from 50 to 35 requests/s is back in 6.6 s.
     BETA = 0.7
-    SCALE = 0.4
+    SCALE = 0.05
+    #: The cut never leaves the rate above what the tenant admitted of this process's requests in the second
+    #: before the throttled one was sent: when K workers all start at the full rate, that is about their
+    #: share, so they converge in one step instead of K halvings (each costing a round of 429s).
+    ADMITTED_SPAN = 1.0
     #: Jitter added to a ``Retry-After`` wait: uniform in [0, max(MIN_JITTER, JITTER * wait)].
     JITTER = 0.2
     MIN_JITTER = 0.1
@@ -125,7 +135,7 @@ class AdaptivePacer:
         self,
         rate: float,
         *,
-        backoff: float = 1.0,
+        backoff: float = 0.25,
         backoff_max: float = 60.0,
         max_pause: float = 900.0,
         clock: Callable[[], float] = time.monotonic,
@@ -145,7 +155,6 @@ class AdaptivePacer:
         self._interval = self._interval_at(self.rate)
         self._next = -math.inf  # earliest start of the next request
         self._pause_until = -math.inf  # no request starts before this (process-wide throttle pause)
-        self._pause_seq = 0  # bumped whenever the pause is extended, so sleeping threads re-check it
         self._paused_through = -math.inf  # end of the pause time already counted in throttle_wait_seconds
         self._engaged = False  # off the plain fast path: a throttle cut the rate and it has not recovered
         self._w_max = self.max_rate
@@ -154,6 +163,9 @@ class AdaptivePacer:
         self._consecutive = 0  # throttle events since the last success (for the backoff without Retry-After)
         self._measured = 0.0
         self._count = 0
+        # Send times of recent answered, unthrottled requests. The newest is always kept: a non-empty deque
+        # means the caller reports send times, so a cut may use what was admitted.
+        self._admitted: deque[float] = deque()
         self._last_bucket = math.floor(clock() / self._BUCKET) * self._BUCKET
         self._throttled = 0
         self._throttle_wait = 0.0
@@ -187,32 +199,44 @@ class AdaptivePacer:
         Pass the returned value as ``sent_at`` to :meth:`on_throttle` if that request is throttled.
         """
         while True:
-            with self._lock:
-                now = self._clock()
-                if self._pause_until > now:
-                    self._count_pause(now)
-                    # The pause is not a slower send rate: measure again from where it ends.
-                    resume = math.floor(self._pause_until / self._BUCKET) * self._BUCKET
-                    if resume > self._last_bucket:
-                        self._last_bucket, self._count = resume, 0
-                start = max(now, self._next, self._pause_until)
-                self._next = start + self._interval
-                self._record(start)
-                seq = self._pause_seq
-            if start > now:
-                self._sleep(start - now)
-            if seq == self._pause_seq or self._clock() >= self._pause_until:
-                return start
-            # A throttle paused the process while this thread waited for its slot: queue behind the pause.
+            granted, value = self.try_acquire()
+            if granted:
+                return value
+            self._sleep(value)
 
-    def on_throttle(self, retry_after: float | None = None, *, sent_at: float | None = None) -> float:
+    def try_acquire(self) -> tuple[bool, float]:
+        """``(True, start)`` when the next slot is due and now taken, else ``(False, seconds until it is due)``.
+
+        Slots are granted one at a time, each at the rate in force when it is granted: a waiting thread holds
+        no reservation, so a rate change or a throttle pause that starts while it waits applies to it at once.
+        """
+        with self._lock:
+            now = self._clock()
+            if self._pause_until > now:
+                self._count_pause(now)
+                # The pause is not a slower send rate: measure again from where it ends.
+                resume = math.floor(self._pause_until / self._BUCKET) * self._BUCKET
+                if resume > self._last_bucket:
+                    self._last_bucket, self._count = resume, 0
+                return False, self._pause_until - now
+            due = max(self._next, self._pause_until)
+            if due > now:
+                return False, due - now
+            # A thread that wakes a little late keeps the cadence; after an idle spell, start from now.
+            start = due if now - due < self._interval else now
+            self._next = start + self._interval
+            self._record(start)
+            return True, start
+
+    def on_throttle(self, retry_after: float | None = None, *, sent_at: float | None = None, cut: bool = True) -> float:
         """Report a throttled request: cut the rate (once per event) and pause every thread's sending.
 
         The pause lasts ``retry_after`` plus jitter. Without a ``retry_after``, it is an exponential backoff
         with jitter. A throttle of a request sent before the last cut (``sent_at``, the value
         :meth:`acquire` returned) belongs to the same event: it can lengthen the pause but does not cut again.
         Without ``sent_at``, throttles that arrive while a pause is in force belong to the same event.
-        Returns the seconds left until sending resumes.
+        ``cut=False`` only pauses (a shared budget keeps the rate). Returns the seconds left until sending
+        resumes.
         """
         with self._lock:
             now = self._clock()
@@ -220,7 +244,10 @@ class AdaptivePacer:
             new_event = now >= self._pause_until if sent_at is None else sent_at > self._last_cut
             if new_event:
                 self._consecutive += 1
-                self._cut(now)
+                if cut:
+                    self._cut(now, sent_at)
+                else:
+                    self._last_cut = now
             if retry_after is not None and not math.isnan(retry_after):
                 retry_after = max(0.0, retry_after)
                 if math.isfinite(retry_after):
@@ -233,34 +260,43 @@ class AdaptivePacer:
             else:
                 wait = 0.0
             wait = min(wait, self.max_pause)
-            if now + wait > self._pause_until:
-                self._pause_until = now + wait
-                self._pause_seq += 1
+            self._pause_until = max(self._pause_until, now + wait)
             return max(0.0, self._pause_until - now)
 
-    def on_success(self) -> None:
-        """Report a request that was not throttled: the rate climbs back along the CUBIC curve."""
-        if not self._engaged and not self._consecutive:
-            return  # the lone task's path: nothing to recover
+    def on_success(self, sent_at: float | None = None) -> None:
+        """Report a request that was not throttled (``sent_at``: the value :meth:`acquire` returned).
+
+        The rate climbs back along the CUBIC curve, and the request counts as admitted for the next cut.
+        """
         with self._lock:
+            if sent_at is not None:
+                self._admitted.append(sent_at)
+                while self._admitted[0] < sent_at - 2 * self.ADMITTED_SPAN and len(self._admitted) > 1:
+                    self._admitted.popleft()
             self._consecutive = 0
             if not self._engaged:
-                return
+                return  # the lone task's path: nothing to recover
             rate = self.SCALE * (self._clock() - self._last_cut - self._k) ** 3 + self._w_max
             if rate >= self.max_rate:
                 self._engaged = False  # fully recovered: back to the plain spacing
             self._set_rate(rate)
 
-    def _cut(self, now: float) -> None:
-        """Multiplicative decrease from the lower of the current and the measured send rate."""
+    def _cut(self, now: float, sent_at: float | None) -> None:
+        """Multiplicative decrease from the lower of the current and the measured send rate, and never above
+        the rate the tenant admitted in the :data:`ADMITTED_SPAN` before ``sent_at``."""
         base = min(self.rate, self._measured) if self._measured > 0 else self.rate
         if math.isinf(base):
             return  # no limit and nothing measured yet: only the pause applies
-        self._w_max = base
-        self._k = (base * (1 - self.BETA) / self.SCALE) ** (1 / 3)
+        rate, self._w_max = base * self.BETA, base
+        if sent_at is not None and self._admitted:
+            admitted = sum(1 for t in self._admitted if sent_at - self.ADMITTED_SPAN < t <= sent_at)
+            if admitted / self.ADMITTED_SPAN < rate:
+                # Throttled well below the rate: this is the share, so the curve starts on its plateau.
+                rate = self._w_max = max(admitted / self.ADMITTED_SPAN, self.min_rate)
+        self._k = ((self._w_max - rate) / self.SCALE) ** (1 / 3)
         self._last_cut = now
         self._engaged = True
-        self._set_rate(base * self.BETA)
+        self._set_rate(rate)
 
     def _set_rate(self, rate: float) -> None:
         self.rate = min(self.max_rate, max(self.min_rate, rate))
@@ -431,8 +467,11 @@ class SharedBudget:
             # Throttled while waiting for the slot: wait out the pause and take a new slot.
 
     def on_throttle(self, retry_after: float | None = None, *, sent_at: float | None = None) -> float:
-        """The pacer's cut and pause, and the same pause pushed to every worker of the budget."""
-        pause = self.pacer.on_throttle(retry_after, sent_at=sent_at)
+        """The pacer's pause, pushed to every worker of the budget; the rate is the budget's, so it is not cut.
+
+        While Redis is down the pacer alone paces requests, and cuts its rate as usual.
+        """
+        pause = self.pacer.on_throttle(retry_after, sent_at=sent_at, cut=not self._usable())
         if pause > 0 and self._usable():
             try:
                 self.slots.push(pause)
@@ -440,8 +479,8 @@ class SharedBudget:
                 self._went_down(exc)
         return pause
 
-    def on_success(self) -> None:
-        self.pacer.on_success()
+    def on_success(self, sent_at: float | None = None) -> None:
+        self.pacer.on_success(sent_at)
 
     def _usable(self) -> bool:
         down_until = self._down_until

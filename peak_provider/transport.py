@@ -310,7 +310,7 @@ class Transport:
             else:
                 status = response.status_code
                 if 200 <= status < 300:
-                    self.control.on_success()
+                    self.control.on_success(sent_at)
                     try:
                         return read(status, response.content)
                     except NotUnderstood as exc:

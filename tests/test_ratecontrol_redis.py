@@ -195,6 +195,7 @@ def test_a_throttle_pauses_every_worker_of_the_budget(client) -> None:
     seconds, micros = client.time()
     before = seconds * 1_000_000 + micros
     assert one.on_throttle(2.0) == pytest.approx(2.0, abs=0.01)
+    assert one.pacer.rate == 50  # the budget sets the rate: a throttle pauses, it does not cut
     held = int(client.get(key))
     assert held >= before + 2_000_000
     assert other.next_slot().start == held  # the other worker's next slot comes after the pause
@@ -216,6 +217,7 @@ def test_redis_down_warns_once_and_falls_back_to_the_pacer(caplog: pytest.LogCap
             budget.acquire()
             budget.on_success()
         budget.on_throttle(0.0)
+    assert budget.pacer.rate < 1000  # alone, the pacer adapts: the throttle cut its rate
     warnings = [r for r in caplog.records if r.name == "peak_provider.ratecontrol" and r.levelno >= logging.WARNING]
     assert len(warnings) == 1, caplog.text
     assert "budget_down" in warnings[0].getMessage()

@@ -6,10 +6,12 @@ with the shared budget, a real ``redis-server``) connects them. For K = 2 and 8,
 limit mode (token bucket with ``Retry-After``; fixed one-second windows without), with 50 ms latency:
 
 - adaptive control: no worker fails, every row is stored exactly once (APPEND would store a re-sent row
-  twice), and 429s are at most 5% of the requests with 2 workers. **With 8 workers issue #11's 5% is not
-  met yet** (measured 5.1% token bucket, 9.1% fixed window: the CUBIC recovery is fast next to each
-  worker's ~6 req/s share, see the issue's notes); the test holds them to 12%, which congestion collapse
-  (the old client failed every task at K=8) would break, until the rate control is redesigned;
+  twice), and 429s are at most 5% of the requests after the start-up (the first :data:`START_UP` seconds).
+  Over the whole load that holds with 2 workers. **With 8 workers issue #11's 5% over the whole load is not
+  met**: every worker starts at the full rate (a lone task must), so the tenant gets about 8 x 50 requests/s
+  until the first 429s come back, and on two shared cores that took 0.1-0.5 s: 22-110 429s at start-up,
+  4.0-9.8% of the load in all (runs at commit time). The test holds the whole load to 12%, which congestion
+  collapse (the old client failed every task at K=8) would break;
 - the shared Redis budget (``rate_limit_conn_id``): the same, and no 429 at all, with 0.5% allowed for
   clock edges (each 429 is then explained on stdout).
 
@@ -50,10 +52,9 @@ LOAD_SECONDS = 30  # the load's length at the tenant's rate
 TOTAL_ROWS = TENANT_RPS * ROWS_PER_REQUEST * LOAD_SECONDS  # 15,000 rows in 1,500 requests
 LATENCY_MS = 50
 ADAPTIVE_MAX_429 = 0.05  # issue #11's goal
-ADAPTIVE_MAX_429_K8 = 0.12  # NOT the goal: what adaptive control achieves today with 8 workers (5-9%)
-# issue #11 allows 0.5% for clock edges; a shared 2-core runner adds scheduling stalls: a slot taken on time but
-# sent late bunches arrivals into one fixed window (seen: 8 of 1,508 at K=2 while a benchmark ran beside)
-SHARED_MAX_429 = 0.01
+ADAPTIVE_MAX_429_K8 = 0.12  # NOT the goal: the whole load with 8 workers, start-up burst included (see above)
+START_UP = 5.0  # seconds from the first arrival; the steady state is what follows
+SHARED_MAX_429 = 0.005  # issue #11's allowance for clock edges (each 429 is explained on stdout)
 START_TIMEOUT = 240  # every worker has imported Airflow and built its hook (8 on two shared cores)
 RUN_TIMEOUT = 300  # from "go" to the last worker's exit
 
@@ -210,8 +211,13 @@ def test_workers_share_one_tenant(control: str, mode: str, workers: int, peak_em
     )
     if control == "adaptive":
         assert {r["control"] for r in reports} == {"AdaptivePacer"}
-        bound = ADAPTIVE_MAX_429 if workers <= 2 else ADAPTIVE_MAX_429_K8
-        assert share <= bound, f"{share:.2%} of requests throttled; 429s/requests per 5 s: {timeline(log)}"
+        steady = [e for e in log if e["t"] >= min(x["t"] for x in log) + START_UP]
+        steady_share = sum(e["status"] == 429 for e in steady) / len(steady)
+        print(f"after the first {START_UP:g}s: {steady_share:.2%} of {len(steady)} requests throttled")
+        assert steady_share <= ADAPTIVE_MAX_429, f"{steady_share:.2%} throttled; per 5 s: {timeline(log)}"
+        assert share <= (ADAPTIVE_MAX_429 if workers <= 2 else ADAPTIVE_MAX_429_K8), (
+            f"{share:.2%} of requests throttled; 429s/requests per 5 s: {timeline(log)}"
+        )
     else:
         assert {r["control"] for r in reports} == {"SharedBudget"}
         assert all(r["budget_available"] for r in reports), reports  # never fell back to adaptive pacing
