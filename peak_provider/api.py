@@ -13,7 +13,9 @@ MAX_ROWS_PER_REQUEST = 500
 MAX_REQUEST_BYTES = 1_000_000
 REQUESTS_PER_SECOND = 50  # per tenant
 
-OPERATIONS = ("UPSERT", "APPEND")
+UPSERT = "UPSERT"
+APPEND = "APPEND"
+OPERATIONS = (UPSERT, APPEND)
 
 #: Ingest path templates (the documented one first); ``{object}`` is the full object name.
 INGEST_PATHS = ("/api/v2/ingest/object/{object}", "/api/v2/objects/{object}")

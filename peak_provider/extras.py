@@ -59,7 +59,7 @@ EXTRAS: dict[str, Extra] = {
         "Max request bytes",
         "integer",
         MAX_REQUEST_BYTES,
-        "Encoded body size cap per POST (API limit 1 MB).",
+        f"Encoded body size cap per POST (API limit {MAX_REQUEST_BYTES:,} bytes).",
         minimum=1024,
     ),
     "requests_per_second": Extra(

@@ -45,6 +45,7 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 
+from peak_provider.api import APPEND
 from peak_provider.exceptions import PeakError
 
 log = logging.getLogger(__name__)
@@ -323,10 +324,10 @@ class Ledger:
             if others:
                 pending = [piece for gap in gaps for piece in intersect(gap, others)]
                 gaps = [piece for gap in gaps for piece in subtract(gap, others)]
-        overlapping = intersect((start, end), loaded) if operation == "APPEND" else []
+        overlapping = intersect((start, end), loaded) if operation == APPEND else []
         if pending:
             log.info("Missed-window ledger: other runs of this task will load %s", describe(pending))
-        if operation != "APPEND" and (again := intersect((start, end), loaded)):
+        if operation != APPEND and (again := intersect((start, end), loaded)):
             log.info("Re-loading %s, loaded before (UPSERT: the rows replace themselves)", describe(again))
         where = f"{self.dag_id}.{self.task_id} -> {self.target}"
         if policy == "fail" and (gaps or overlapping):

@@ -2,7 +2,7 @@
 multi-window query of ``fill`` on real databases, and the operator's ledger path against the emulator.
 
 The asset state store here is an in-memory stand-in with the accessor interface of Airflow's (get/set by
-key per asset name, last writer wins); real Airflow runs are in tests/operators/test_ledger_runs.py.
+key per asset name, last writer wins); real Airflow runs are in tests/test_ledger_runs.py.
 """
 
 from __future__ import annotations

@@ -296,7 +296,7 @@ class EmulatorApp:
             raise _bad_body("'data' must be a list of rows")
         operation = body.get("operationType")
         if operation not in OPERATIONS:
-            raise _bad_body("'operationType' must be 'UPSERT' or 'APPEND'")
+            raise _bad_body(f"'operationType' must be {' or '.join(map(repr, OPERATIONS))}")
         dry_run = body.get("dryRun", False)
         if type(dry_run) is not bool:
             raise _bad_body("'dryRun' must be a boolean")

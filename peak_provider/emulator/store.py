@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from peak_provider.api import UPSERT
 from peak_provider.emulator.config import UPSERT_MODES
 
 #: Primary keys per ``SELECT … IN (…)`` when merging (well under SQLite's bound-parameter limit).
@@ -96,7 +97,7 @@ class Store:
         """Store valid ``rows`` (UPSERT or APPEND) and ``failed`` entries in one transaction."""
         if not rows and not failed:
             return
-        upsert = operation == "UPSERT" and bool(primary_key)
+        upsert = operation == UPSERT and bool(primary_key)
         merge = upsert and self.upsert == "merge"
         sent: dict[str, dict[str, Any]] = {}
         records: list[tuple[str, str]] = []

@@ -21,7 +21,7 @@ from peak_provider.extras import CONN_TYPE, DEFAULT_CONN_ID, EXTRAS
 from peak_provider.ingest import Progress, SendingWindow
 from peak_provider.ratecontrol import AdaptivePacer, RateControl, SharedBudget, budget_key
 from peak_provider.reply import Failure, excerpt, json_or_none, read_ingest_reply
-from peak_provider.resources import OPERATIONS, Application, Resource, get_application
+from peak_provider.resources import Application, Resource, get_application
 from peak_provider.result import IngestResult, Rejection
 from peak_provider.resume import Skipper
 from peak_provider.transport import Counters, DeadlineAdapter, PayloadTooLarge, Transport
@@ -169,12 +169,12 @@ class PeakHook(BaseHook):
     # --- ingest ----------------------------------------------------------------------------------
 
     def upsert(self, resource: str, rows: Iterable[Any], **kwargs: Any) -> IngestResult:
-        """:meth:`ingest` with ``operation="UPSERT"``."""
-        return self.ingest(resource, rows, operation="UPSERT", **kwargs)
+        """:meth:`ingest` with the UPSERT operation."""
+        return self.ingest(resource, rows, operation=api.UPSERT, **kwargs)
 
     def append(self, resource: str, rows: Iterable[Any], **kwargs: Any) -> IngestResult:
-        """:meth:`ingest` with ``operation="APPEND"``."""
-        return self.ingest(resource, rows, operation="APPEND", **kwargs)
+        """:meth:`ingest` with the APPEND operation."""
+        return self.ingest(resource, rows, operation=api.APPEND, **kwargs)
 
     def ingest(
         self,
@@ -215,8 +215,8 @@ class PeakHook(BaseHook):
         """
         res = self.resource(resource)
         op = (operation or res.default_operation).upper()
-        if op not in OPERATIONS:
-            raise PeakConfigError(f"{resource}: operation must be one of {', '.join(OPERATIONS)}, got {op!r}")
+        if op not in api.OPERATIONS:
+            raise PeakConfigError(f"{resource}: operation must be one of {', '.join(api.OPERATIONS)}, got {op!r}")
         s = self.settings
         encoder = RowEncoder(res, self.timestamp_format, s.source_zone, custom_attributes, column_map)
         object_name = self.object_name(resource)
@@ -243,7 +243,7 @@ class PeakHook(BaseHook):
             room=s.max_request_bytes - len(head) - len(tail),
             max_request_bytes=s.max_request_bytes,
             max_in_flight=s.max_in_flight,
-            in_doubt_settles=op == "APPEND",
+            in_doubt_settles=op == api.APPEND,
             on_rejected=on_rejected,
             on_progress=on_progress,
         )
@@ -328,7 +328,7 @@ class PeakHook(BaseHook):
                 return read_ingest_reply(status, answer, len(rows), scrub)
 
             return transport.request(
-                "POST", url, what=what, body=body, idempotent=op == "UPSERT", counters=counters, read=read
+                "POST", url, what=what, body=body, idempotent=op == api.UPSERT, counters=counters, read=read
             )
 
         return send

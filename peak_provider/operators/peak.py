@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, AssetAlias, BaseOperator
 
-from peak_provider.api import OPERATIONS
+from peak_provider.api import APPEND, OPERATIONS
 from peak_provider.exceptions import PeakConfigError, PeakError, PeakRejectedRowsError
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.incremental import MODES, IncrementalLoad, sql_identifier
@@ -195,8 +195,8 @@ class SqlToPeakOperator(BaseOperator):
         operation = (self.operation or hook.resource(self.resource).default_operation).upper()
         load = self._incremental_load(context, hook, operation)  # an empty interval or missed windows fail here
         live = hook.get_schema() if self.schema_check else None
-        resumable = self.resumable if self.resumable is not None else operation == "APPEND"
-        if operation == "APPEND" and not resumable:
+        resumable = self.resumable if self.resumable is not None else operation == APPEND
+        if operation == APPEND and not resumable:
             self.log.warning("resumable=False: a retry of this APPEND task sends every row again (duplicates)")
         with stream_query(self.sql_conn_id, self._query(load, hook, resumable), self.fetch_size) as stream:
             checked = self._preflight(hook, stream.columns, live)
@@ -249,7 +249,7 @@ class SqlToPeakOperator(BaseOperator):
         if not checkpoint.available:
             self.log.warning(
                 "No task_state_store (Airflow < 3.3): a retry of this task starts over%s",
-                " and a retried APPEND can duplicate rows" if operation == "APPEND" else "",
+                " and a retried APPEND can duplicate rows" if operation == APPEND else "",
             )
         if checkpoint.load() is not None:
             self.log.info(

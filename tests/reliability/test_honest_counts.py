@@ -19,7 +19,7 @@ from peak_provider.exceptions import PeakAuthError, PeakError, PeakHTTPError, Pe
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.result import IngestResult, Rejection
 from peak_provider.retries import Cause
-from tests.hooks.test_hook_http import FAST_RETRIES, hook_for, products
+from tests.hooks.test_peak import FAST_RETRIES, hook_for, products
 from tests.hostile import Answer, json_answer
 
 TOKEN = "test-token-123"  # the peak_connection fixture's

@@ -14,7 +14,7 @@ import pytest
 
 from peak_provider.emulator import Limits
 from peak_provider.hooks.peak import PeakHook
-from tests.hooks.test_hook_http import FAST_RETRIES
+from tests.hooks.test_peak import FAST_RETRIES
 
 BATCHES = 40
 ROWS_PER_BATCH = 10

@@ -15,7 +15,7 @@ from peak_provider.exceptions import PeakHTTPError
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.result import IngestResult, Rejection
 from peak_provider.retries import Cause
-from tests.hooks.test_hook_http import FAST_RETRIES, products
+from tests.hooks.test_peak import FAST_RETRIES, products
 from tests.hostile import Answer, Handler, HostileServer, html_answer, json_answer
 
 ROWS = 10  # one batch

@@ -30,7 +30,7 @@ from peak_provider.hooks.peak import PeakHook
 from peak_provider.rejected import RejectedRowsSink
 from peak_provider.result import IngestResult
 from tests.airflow_services import AIRFLOW, REPO
-from tests.hooks.test_hook_http import products
+from tests.hooks.test_peak import products
 from tests.raw_http import RawRequest, RawServer, response
 
 CANARY = "canary-PAT-5f0c1d2e3a4b5c6d7e8f90123456789abcdef"

@@ -16,7 +16,7 @@ from peak_provider.exceptions import PeakError, PeakHTTPError
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.result import IngestResult, Rejection
 from peak_provider.retries import Applied, Cause
-from tests.hooks.test_hook_http import products
+from tests.hooks.test_peak import products
 from tests.raw_http import RawRequest, RawServer, closed_port, response
 from tests.tls import self_signed_cert
 

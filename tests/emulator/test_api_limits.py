@@ -1,4 +1,4 @@
-"""413 for too many rows or bytes, 429 with Retry-After from the rate limit (modes and scopes: test_emulator_rate_limit)."""
+"""413 for too many rows or bytes, 429 with Retry-After from the rate limit (modes and scopes: test_ratelimit)."""
 
 from __future__ import annotations
 
