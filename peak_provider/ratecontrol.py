@@ -151,6 +151,8 @@ class AdaptivePacer:
         self._sleep = sleep
         self._rand = rand
         self._lock = threading.Lock()
+        self._turn = threading.Condition()  # one thread at a time waits for the next slot; the others queue
+        self._waiting_for_slot = False
         self.rate = self.max_rate
         self._interval = self._interval_at(self.rate)
         self._next = -math.inf  # earliest start of the next request
@@ -196,13 +198,24 @@ class AdaptivePacer:
     def acquire(self) -> float:
         """Block until the next request may start; return its start time on this pacer's clock.
 
-        Pass the returned value as ``sent_at`` to :meth:`on_throttle` if that request is throttled.
+        Threads take turns: one sleeps until the next slot while the others queue (one wake-up per slot, so
+        16 threads under the GIL do not all wake for each slot). Pass the returned value as ``sent_at`` to
+        :meth:`on_throttle` if that request is throttled.
         """
-        while True:
-            granted, value = self.try_acquire()
-            if granted:
-                return value
-            self._sleep(value)
+        with self._turn:
+            while self._waiting_for_slot:
+                self._turn.wait()
+            self._waiting_for_slot = True
+        try:
+            while True:
+                granted, value = self.try_acquire()
+                if granted:
+                    return value
+                self._sleep(value)
+        finally:
+            with self._turn:
+                self._waiting_for_slot = False
+                self._turn.notify()
 
     def try_acquire(self) -> tuple[bool, float]:
         """``(True, start)`` when the next slot is due and now taken, else ``(False, seconds until it is due)``.
