@@ -19,6 +19,10 @@ OPERATIONS = (UPSERT, APPEND)
 
 #: Ingest path templates (the documented one first); ``{object}`` is the full object name.
 INGEST_PATHS = ("/api/v2/ingest/object/{object}", "/api/v2/objects/{object}")
+#: Schema paths: the rolled-out solutions, one solution's schema, and adding a column to an object.
+SOLUTIONS_PATH = "/api/v2/schema/solutions"
+SCHEMA_PATH = "/api/v2/schema"
+ADD_ATTRIBUTE_PATH = "/api/v2/schema/{object}/add-attribute"
 
 #: ``add-attribute`` data types, each with the catalogue field type of the column it creates
 #: (``timestamp`` is accepted by the client as an alias of ``datetime``).

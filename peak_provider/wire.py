@@ -232,8 +232,7 @@ def _timestamp_converter(fmt: str, source_tz: tzinfo, counts: _TimeCounts) -> Ca
     A naive value is moved to UTC by its local day's one UTC offset (kept per day, several times cheaper
     than ``astimezone``); only on a day when the zone's offset changes is each value read and checked alone.
     """
-    sep = "T" if fmt == "YYYY-MM-DDTHH:MM:SSZ" else " "
-    tail = {"YYYY-MM-DDTHH:MM:SSZ": "Z", "YYYY-MM-DD HH:MM:SS+00:00": "+00:00"}.get(fmt, "") + '"'
+    sep, tail = fmt[10], fmt[19:] + '"'  # each format spells its shape: "YYYY-MM-DD?HH:MM:SS<suffix>"
     clock = _CLOCK
     seconds = tuple(f"{i:02d}{tail}" for i in range(60))  # "SS" and the format's tail
     days: dict[date, str] = {}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote
 
-from peak_provider.api import INGEST_PATHS, OPERATIONS
+from peak_provider.api import ADD_ATTRIBUTE_PATH, INGEST_PATHS, OPERATIONS, SCHEMA_PATH, SOLUTIONS_PATH
 from peak_provider.emulator import errors
 from peak_provider.emulator.catalog import Catalog, column_json
 from peak_provider.emulator.config import DEFAULT_PORT, Limits
@@ -24,7 +24,7 @@ from peak_provider.emulator.store import Store, failed_table
 
 logger = logging.getLogger(__name__)
 _INGEST = re.compile("(?:" + "|".join(re.escape(p.removesuffix("{object}")) for p in INGEST_PATHS) + ")([^/]+)")
-_ADD_ATTRIBUTE = re.compile(r"/api/v2/schema/([^/]+)/add-attribute")
+_ADD_ATTRIBUTE = re.compile(re.escape(ADD_ATTRIBUTE_PATH).replace(re.escape("{object}"), "([^/]+)"))
 #: First path segments under ``/api/v2`` that are Peak's; any other ``/api/v2`` path is Airflow's REST API.
 _PEAK_V2 = frozenset({"ingest", "objects", "schema"})
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -214,11 +214,11 @@ class EmulatorApp:
         if m:
             self._require_method(req, "POST")
             return self._ingest(req, unquote(m.group(1)))
-        if route == "/api/v2/schema/solutions":
+        if route == SOLUTIONS_PATH:
             self._require_method(req, "GET")
             self._admit(req)
             return _Result(200, self.catalog.solutions_json())
-        if route == "/api/v2/schema":
+        if route == SCHEMA_PATH:
             self._require_method(req, "GET")
             self._admit(req)
             return _Result(200, self._schema(req))

@@ -47,7 +47,7 @@ class Solution:
 
     @property
     def effective_timestamp_format(self) -> str:
-        return self.timestamp_format or get_application(self.application).timestamp_format
+        return get_application(self.application).timestamp_format_with(self.timestamp_format)
 
     def object_name(self, base: str) -> str:
         return object_name(self.prefix, base, self.suffix)

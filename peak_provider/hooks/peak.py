@@ -14,7 +14,7 @@ import requests
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from peak_provider import api
-from peak_provider.api import ATTRIBUTE_TYPES
+from peak_provider.api import ADD_ATTRIBUTE_PATH, ATTRIBUTE_TYPES, SCHEMA_PATH, SOLUTIONS_PATH
 from peak_provider.connection import PeakSettings, parse_extra
 from peak_provider.exceptions import PeakConfigError, PeakError, PeakSourceError
 from peak_provider.extras import CONN_TYPE, DEFAULT_CONN_ID, EXTRAS
@@ -79,7 +79,7 @@ class PeakHook(BaseHook):
         for form in {token, json.dumps(token)[1:-1], repr(token)[1:-1], quote(token, safe=""), quote_plus(token)}:
             mask_secret(form)
         self.application: Application = get_application(self.settings.application)
-        self.timestamp_format = self.settings.timestamp_format or self.application.timestamp_format
+        self.timestamp_format = self.application.timestamp_format_with(self.settings.timestamp_format)
         self._session: requests.Session | None = None
         self._transport: Transport | None = None
 
@@ -360,13 +360,11 @@ class PeakHook(BaseHook):
 
     def list_solutions(self) -> Any:
         """``GET /api/v2/schema/solutions``: the tenant's rolled-out solutions."""
-        return self._call("GET", "/api/v2/schema/solutions")
+        return self._call("GET", SOLUTIONS_PATH)
 
     def get_schema(self, solution_name: str | None = None) -> Any:
         """``GET /api/v2/schema?solutionName=…`` (default: the connection's solution)."""
-        return self._call(
-            "GET", "/api/v2/schema", params={"solutionName": solution_name or self.settings.solution_name}
-        )
+        return self._call("GET", SCHEMA_PATH, params={"solutionName": solution_name or self.settings.solution_name})
 
     def add_attribute(
         self,
@@ -394,7 +392,8 @@ class PeakHook(BaseHook):
             body["defaultValue"] = default_value
         if validations:
             body["validations"] = validations
-        return self._call("POST", f"/api/v2/schema/{self.resource(resource).object}/add-attribute", body=body)
+        path = ADD_ATTRIBUTE_PATH.format(object=self.resource(resource).object)
+        return self._call("POST", path, body=body)
 
     def test_connection(self) -> tuple[bool, str]:
         """A cheap authenticated GET (the solutions list), not retried; ``(False, reason)`` on any failure.
@@ -402,7 +401,7 @@ class PeakHook(BaseHook):
         The reason is the transport's own classification (cause, status and the underlying reason).
         """
         try:
-            payload = self._call("GET", "/api/v2/schema/solutions", max_retries=0)
+            payload = self._call("GET", SOLUTIONS_PATH, max_retries=0)
         except PeakError as exc:
             return False, str(exc)
         except PayloadTooLarge:

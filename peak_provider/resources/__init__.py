@@ -73,6 +73,10 @@ class Application:
     timestamp_format: str
     resources: dict[str, Resource]
 
+    def timestamp_format_with(self, override: str | None) -> str:
+        """The wire format of timestamps: a connection's (or solution's) ``override``, else the application's."""
+        return override or self.timestamp_format
+
     def resource(self, name: str) -> Resource:
         """Look a resource up by its lowercase name; the error lists the known ones."""
         try:
