@@ -248,18 +248,17 @@ def test_a_throttle_pauses_every_thread_including_those_already_waiting() -> Non
     for thread in late:
         thread.start()  # they queue behind "waiting": one thread sleeps for the next slot at a time
     with pytest.raises(queue.Empty):
-        gate.calls.get(timeout=0.2)
+        gate.calls.get(timeout=0.05)
     gate.release(first_wait)  # "waiting" wakes at its old slot, sees the pause and sleeps it out
     call = gate.next_call()
     assert call[0] == "waiting" and call[1] >= 1002.0
     sleepers = [call[0]]
-    while True:
-        gate.release(call)
-        try:
-            call = gate.next_call_within(2.0)
-        except queue.Empty:
-            break
-        sleepers.append(call[0])
+    gate.release(call)
+    while any(thread.is_alive() for thread in [waiting, *late]):
+        with contextlib.suppress(queue.Empty):
+            call = gate.next_call_within(0.05)
+            sleepers.append(call[0])
+            gate.release(call)
     for thread in [waiting, *late]:
         thread.join(10)
         assert not thread.is_alive()
