@@ -138,6 +138,14 @@ class Airflow:
         leaks = [name for name, text in texts.items() if secret in text]
         assert not leaks, f"the token appears in: {leaks}"
 
+    def task_logs(self, tail: int = 3000) -> str:
+        """The tails of this deployment's task log files, failed attempts first: the reason a run failed."""
+        files = sorted(
+            (p for p in (self.log.parent / "airflow" / "logs").rglob("*") if p.is_file()),
+            key=lambda p: ('"level":"error"' not in p.read_text(errors="replace"), str(p)),
+        )
+        return "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-tail:]}" for p in files[:3])
+
     def runs(self, dag_id: str) -> dict[str, str]:
         return dict(query(self.dsn, "SELECT run_id, state FROM dag_run WHERE dag_id = %s", (dag_id,)))
 

@@ -194,12 +194,21 @@ def test_compose_stack_logs_in_parses_and_backfills_the_warehouse(stack):
     wait_for(parsed, "the example DAGs to be parsed", 120, logs)
 
     dag_id = "peak_inventory_incremental"
-    for step in (
-        ["backfill", "create", "--dag-id", dag_id, "--from-date", DAY, "--to-date", DAY],
-        ["dags", "unpause", dag_id],
-    ):
-        done = subprocess.run(["airflow", *step], env=stack["env"], capture_output=True, text=True)
+
+    def airflow(*args: str) -> None:
+        done = subprocess.run(["airflow", *args], env=stack["env"], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    def first_catch_up_run() -> str | None:
+        url = f"{api}/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled&order_by=logical_date&limit=1"
+        runs = requests.get(url, headers=auth, timeout=10).json()["dag_runs"]
+        return runs[0]["state"] if runs and runs[0]["state"] in ("success", "failed") else None
+
+    # docker/README's order: unpausing starts the catch-up, whose first run creates the targets' assets; a
+    # backfill started before that run finished would race it in Airflow (README, *Backfill*)
+    airflow("dags", "unpause", dag_id)
+    assert wait_for(first_catch_up_run, "the first catch-up run", 300, logs) == "success"
+    airflow("backfill", "create", "--dag-id", dag_id, "--from-date", DAY, "--to-date", DAY)
 
     def backfilled() -> str | None:
         url = f"{api}/api/v2/dags/{dag_id}/dagRuns?run_type=backfill"
