@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +20,7 @@ from peak_provider.exceptions import PeakHTTPError, PeakRejectedRowsError
 from peak_provider.incremental import add_filter
 from peak_provider.ledger import Ledger, PeakMissedWindowsError, intersect, merge, subtract, to_json
 from peak_provider.operators.peak import SqlToPeakOperator
-from tests.context import alias_events, outlet_events
+from tests.context import MemoryAssetStateStore, alias_events, task_context
 
 
 @pytest.fixture(autouse=True)
@@ -50,35 +49,7 @@ def days(a: int, b: int) -> tuple[datetime, datetime]:
     return day(a), day(b)
 
 
-class MemoryStore:
-    """``asset_state_store`` as a task sees it, in memory: ``store[name]`` is the accessor of one asset.
-
-    ``delay`` pauses every get and set (to let concurrent writers interleave).
-    """
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.values: dict[str, dict[str, Any]] = {}
-        self.delay = delay
-        self.lock = threading.Lock()
-
-    def __getitem__(self, name: str) -> Any:
-        store = self
-
-        class Accessor:
-            def get(self, key: str, default: Any = None) -> Any:
-                time.sleep(store.delay)
-                with store.lock:
-                    return json.loads(json.dumps(store.values.get(name, {}).get(key, default)))
-
-            def set(self, key: str, value: Any) -> None:
-                time.sleep(store.delay)
-                with store.lock:
-                    store.values.setdefault(name, {})[key] = json.loads(json.dumps(value))
-
-        return Accessor()
-
-
-def ledger(store: MemoryStore, task_id: str = "load", target: str = TARGET) -> Ledger:
+def ledger(store: MemoryAssetStateStore, task_id: str = "load", target: str = TARGET) -> Ledger:
     return Ledger({"asset_state_store": store}, target, "dag", task_id)
 
 
@@ -107,7 +78,7 @@ def test_subtract_and_intersect():
 
 
 def test_missing_is_only_between_the_first_recorded_load_and_this_run():
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     assert ledger(store).plan(days(5, 6), policy="warn", operation="UPSERT", serialized=False).missing == []
     ledger(store).record([days(3, 4)])
     earlier = ledger(store).plan(days(1, 2), policy="warn", operation="UPSERT", serialized=False)
@@ -119,7 +90,7 @@ def test_missing_is_only_between_the_first_recorded_load_and_this_run():
 
 def test_the_user_path_of_the_issue_reports_exactly_the_never_loaded_window(caplog):
     """dags test on D2 and D3 (intervals ending there), then backfill D1..D5 (intervals starting there)."""
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     for window in (days(1, 2), days(2, 3)):
         ledger(store).record([window])
     assert ledger(store).plan(days(1, 2), policy="warn", operation="UPSERT", serialized=True).missing == []
@@ -131,7 +102,7 @@ def test_the_user_path_of_the_issue_reports_exactly_the_never_loaded_window(capl
 
 
 def test_fail_names_the_missing_windows_and_how_to_load_them():
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     ledger(store).record([days(1, 2)])
     with pytest.raises(PeakMissedWindowsError, match=r"Never loaded: \[2025-03-02 00:00:00, 2025-03-03") as failure:
         ledger(store).plan(days(3, 4), policy="fail", operation="UPSERT", serialized=True)
@@ -139,7 +110,7 @@ def test_fail_names_the_missing_windows_and_how_to_load_them():
 
 
 def test_fill_loads_each_missing_window_but_not_the_loaded_ones_between():
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     ledger(store).record([days(1, 2), days(3, 4)])
     plan = ledger(store).plan(days(5, 6), policy="fill", operation="UPSERT", serialized=True)
     assert plan.filled == plan.missing == [days(2, 3), days(4, 5)]
@@ -149,7 +120,7 @@ def test_fill_loads_each_missing_window_but_not_the_loaded_ones_between():
 
 
 def test_overlaps_are_reported_under_append_only():
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     ledger(store).record([days(1, 3)])
     upsert = ledger(store).plan(days(2, 3), policy="fail", operation="UPSERT", serialized=True)
     assert upsert.overlapping == [] and "overlapping_intervals" not in upsert.report()
@@ -160,7 +131,7 @@ def test_overlaps_are_reported_under_append_only():
 
 
 def test_each_task_and_each_target_has_its_own_ledger():
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     ledger(store, "a").record([days(1, 2), days(2, 3)])
     ledger(store, "b").record([days(1, 2)])
     ledger(store, "a", target="peak://other/S/O").record([days(5, 6)])
@@ -175,14 +146,14 @@ def test_a_variable_record_is_read_with_the_asset_record_and_only_for_its_target
     """Before the alias's asset can hold state, runs record in the Variable; reads take both."""
     value = {TARGET: to_json([days(1, 2)]), "peak://other/S/O": to_json([days(1, 9)])}
     monkeypatch.setenv("AIRFLOW_VAR_PEAK_LEDGER__DAG__LOAD", json.dumps(value))
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     ledger(store).record([days(3, 4)])
     assert ledger(store).loaded() == [days(1, 2), days(3, 4)]
     assert ledger(store).plan(days(4, 5), policy="warn", operation="UPSERT", serialized=True).missing == [days(2, 3)]
 
 
 def test_a_malformed_record_is_ignored_with_a_warning(caplog):
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     store[TARGET].set("peak_ledger__dag__load", [["not a time", "2025-03-02T00:00:00+00:00"], 7])
     with caplog.at_level("WARNING", logger="peak_provider.ledger"):
         assert ledger(store).loaded() == []
@@ -191,7 +162,7 @@ def test_a_malformed_record_is_ignored_with_a_warning(caplog):
 
 def test_the_record_stays_bounded(monkeypatch, caplog):
     monkeypatch.setattr(ledger_module, "MAX_INTERVALS", 3)
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     for n in range(1, 10, 2):
         ledger(store).record([days(n, n + 1)])
     with caplog.at_level("WARNING", logger="peak_provider.ledger"):
@@ -210,7 +181,7 @@ def test_long_ids_give_keys_the_stores_accept():
 
 
 def test_runs_finishing_at_the_same_moment_lose_no_interval():
-    store = MemoryStore(delay=0.01)  # every get and set takes a moment: the writers interleave
+    store = MemoryAssetStateStore(delay=0.01)  # every get and set takes a moment: the writers interleave
     windows = [days(n, n + 1) for n in range(1, 9)]
     start = threading.Barrier(len(windows))
 
@@ -239,7 +210,7 @@ def test_runs_finishing_at_the_same_moment_lose_no_interval():
 def test_an_interval_a_stale_writer_overwrote_is_found_under_its_own_keys(overwritten, lost, caplog):
     """A writer that read the record before another's write and wrote it after that one's confirmation
     drops the other's interval from the record; the interval's own keys bring it back."""
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     ledger(store).record([lost])
     store[TARGET].set("peak_ledger__dag__load", to_json(overwritten))  # the stale writer's record
     with caplog.at_level("WARNING", logger="peak_provider.ledger"):
@@ -334,13 +305,8 @@ def load(wh: str, **kwargs: Any) -> SqlToPeakOperator:
     )
 
 
-def run(task: SqlToPeakOperator, store: MemoryStore, window: tuple[datetime, datetime]) -> dict[str, Any]:
-    context = {
-        "data_interval_start": window[0],
-        "data_interval_end": window[1],
-        "outlet_events": outlet_events(),
-        "asset_state_store": store,
-    }
+def run(task: SqlToPeakOperator, store: MemoryAssetStateStore, window: tuple[datetime, datetime]) -> dict[str, Any]:
+    context = task_context(*window, asset_state_store=store)
     summary = task.execute(context)  # type: ignore[arg-type]
     ((_, extra),) = alias_events(context["outlet_events"], task.outlet)
     assert extra["missing_intervals"] == summary["missing_intervals"]  # the asset event carries them too
@@ -352,7 +318,7 @@ def sent_days(emulator) -> list[str]:
 
 
 def test_warn_reports_the_window_in_the_summary_and_the_asset_event(warehouse, peak_conn, peak_emulator):
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     assert run(load(warehouse), store, days(1, 2))["missing_intervals"] == []
     summary = run(load(warehouse), store, days(3, 4))
     assert summary["missing_intervals"] == [["2025-03-02T00:00:00+00:00", "2025-03-03T00:00:00+00:00"]]
@@ -360,7 +326,7 @@ def test_warn_reports_the_window_in_the_summary_and_the_asset_event(warehouse, p
 
 
 def test_fail_fails_before_reading_the_warehouse_or_sending(warehouse, peak_conn, peak_emulator):
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     run(load(warehouse), store, days(1, 2))
     sent = len(peak_emulator.request_log())
     # a warehouse connection that does not exist: reading it would fail differently
@@ -370,7 +336,7 @@ def test_fail_fails_before_reading_the_warehouse_or_sending(warehouse, peak_conn
 
 
 def test_fill_sends_the_missing_windows_once_and_records_them(warehouse, peak_conn, peak_emulator):
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     run(load(warehouse), store, days(1, 2))
     run(load(warehouse), store, days(3, 4))
     filled = load(warehouse, missed_windows="fill")
@@ -384,7 +350,7 @@ def test_fill_sends_the_missing_windows_once_and_records_them(warehouse, peak_co
 
 
 def test_dry_runs_and_failed_loads_record_nothing(warehouse, peak_conn, peak_emulator):
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     run(load(warehouse), store, days(1, 2))
     run(load(warehouse, dry_run=True), store, days(2, 3))
     peak_emulator.set_faults(error_rate=1.0, error_statuses=(500,))
@@ -397,7 +363,7 @@ def test_dry_runs_and_failed_loads_record_nothing(warehouse, peak_conn, peak_emu
 
 def test_a_load_failed_only_by_max_rejected_rows_is_recorded(warehouse, peak_conn, peak_emulator):
     """Its accepted rows are stored; re-running it is an overlap (reported under APPEND), not a gap."""
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     run(load(warehouse), store, days(1, 2))
     bad = load(warehouse, sql="SELECT product_id, source_id, NULL AS pack_size, updated_at FROM products")
     with pytest.raises(PeakRejectedRowsError):
@@ -406,7 +372,7 @@ def test_a_load_failed_only_by_max_rejected_rows_is_recorded(warehouse, peak_con
 
 
 def test_append_overlap_is_reported_and_fail_refuses_it(warehouse, peak_conn, peak_emulator):
-    store = MemoryStore()
+    store = MemoryAssetStateStore()
     run(load(warehouse, operation="APPEND"), store, days(1, 2))
     again = run(load(warehouse, operation="APPEND"), store, days(1, 2))
     assert again["overlapping_intervals"] == to_json([days(1, 2)])

@@ -12,7 +12,7 @@ import pytest
 from peak_provider.ingest import Progress
 from peak_provider.result import IngestResult
 from peak_provider.resume import KEY, Checkpoint, PeakResumeError, Skipper, fingerprint, jsonable_key
-from tests.reliability.test_resume import FakeTaskStateStore
+from tests.context import MemoryTaskStateStore
 
 
 def _result() -> IngestResult:
@@ -41,7 +41,7 @@ def test_without_a_task_state_store_nothing_is_read_or_kept():
 
 
 def test_a_saved_checkpoint_is_read_by_the_next_attempt_of_the_same_query_and_operation():
-    store = FakeTaskStateStore()
+    store = MemoryTaskStateStore()
     first = Checkpoint({"task_state_store": store}, "f", "APPEND")
     assert first.available and first.load() is None
     first.save(Progress(ranges=[[0, 3, 2, 1, 0], [5, 6, 0, 0, 1]], keys={2: ("P3", 1), 5: "P6"}))

@@ -45,32 +45,34 @@ def _run_inner(tmp_path: Path, *args: str, ini: str = "", **expected: object) ->
     )
 
 
-@pytest.mark.slow  # a whole pytest run in a subprocess
-def test_defaults_are_one_tenant_token_bucket_replace(tmp_path):
-    done = _run_inner(
-        tmp_path,
-        EXPECTED_MODE="token-bucket",
-        EXPECTED_SCOPE="tenant",
-        EXPECTED_UPSERT="replace",
-        EXPECTED_STATUSES=[200, 429],
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 passed" in done.stdout
+DEFAULTS = {
+    "EXPECTED_MODE": "token-bucket",
+    "EXPECTED_SCOPE": "tenant",
+    "EXPECTED_UPSERT": "replace",
+    "EXPECTED_STATUSES": [200, 429],
+}
 
 
 @pytest.mark.slow  # a whole pytest run in a subprocess
-def test_command_line_and_ini_options(tmp_path):
-    done = _run_inner(
-        tmp_path,
-        "--peak-emulator-rate-limit-scope=token",
-        "--peak-emulator-upsert",
-        "merge",
-        ini="peak_emulator_rate_limit_mode = fixed-window\n",
-        EXPECTED_MODE="fixed-window",
-        EXPECTED_SCOPE="token",
-        EXPECTED_UPSERT="merge",
-        EXPECTED_STATUSES=[200, 200],
-    )
+@pytest.mark.parametrize(
+    ("args", "ini", "expected"),
+    [
+        pytest.param((), "", DEFAULTS, id="defaults_are_one_tenant_token_bucket_replace"),
+        pytest.param(
+            ("--peak-emulator-rate-limit-scope=token", "--peak-emulator-upsert", "merge"),
+            "peak_emulator_rate_limit_mode = fixed-window\n",
+            {
+                "EXPECTED_MODE": "fixed-window",
+                "EXPECTED_SCOPE": "token",
+                "EXPECTED_UPSERT": "merge",
+                "EXPECTED_STATUSES": [200, 200],
+            },
+            id="command_line_and_ini_options",
+        ),
+    ],
+)
+def test_options_reach_the_fixtures(tmp_path, args, ini, expected):
+    done = _run_inner(tmp_path, *args, ini=ini, **expected)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
 
@@ -80,10 +82,7 @@ def test_a_bad_ini_value_is_a_usage_error(tmp_path):
     done = _run_inner(
         tmp_path,
         ini="peak_emulator_rate_limit_scope = solution\n",
-        EXPECTED_MODE="token-bucket",
-        EXPECTED_SCOPE="tenant",
-        EXPECTED_UPSERT="replace",
-        EXPECTED_STATUSES=[200, 429],
+        **DEFAULTS,
     )
     assert done.returncode != 0
     assert "peak_emulator_rate_limit_scope = 'solution'" in done.stdout + done.stderr

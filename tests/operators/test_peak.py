@@ -13,7 +13,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 from peak_provider.exceptions import PeakConfigError, PeakRejectedRowsError
 from peak_provider.incremental import PeakEmptyIntervalError
 from peak_provider.operators.peak import SqlToPeakOperator
-from tests.context import alias_events, outlet_events
+from tests.context import MemoryAssetStateStore, alias_events, task_context
 
 COLUMNS = "product_id, product_name, source_id, pack_size, updated_at"
 DAY1, DAY2, DAY3 = (datetime(2025, 3, d, tzinfo=UTC) for d in (1, 2, 3))
@@ -78,7 +78,7 @@ def peak_conn(peak_emulator, monkeypatch):
 
 
 def context(start=DAY1, end=DAY2, **extra):
-    return {"data_interval_start": start, "data_interval_end": end, "outlet_events": outlet_events(), **extra}
+    return task_context(start, end, **extra)
 
 
 def op(wh_conn_id, **kwargs):
@@ -168,27 +168,17 @@ def test_empty_interval_fails_at_once_with_the_fix(sqlite_wh, peak_conn, interva
 
 
 def test_watermark_mode(wh, peak_conn, peak_emulator, monkeypatch):
-    marks: dict[str, Any] = {}
-
-    class Accessor:
-        def get(self, key, default=None):
-            return marks.get(key, default)
-
-        def set(self, key, value):
-            marks[key] = value
-
-    class Store:
-        def __getitem__(self, asset):
-            return Accessor()
-
+    marks: dict[str, Any] = {}  # the state of the task's asset
+    host = peak_emulator.url.split("://")[1]
+    store = MemoryAssetStateStore({f"peak://{host}/INV_OOTB/INV_PRODUCTS_OOTB": marks})
     insert(wh, product_rows(10, day=1))
     task = op(wh[0], incremental_column="updated_at", incremental_mode="watermark")
-    assert task.execute(context(asset_state_store=Store()))["rows_read"] == 10
+    assert task.execute(context(asset_state_store=store))["rows_read"] == 10
     assert marks["peak_watermark"].startswith("2025-03-01")
     assert "09:00:00" in marks["peak_watermark"]
     insert(wh, product_rows(4, day=2, start=100))
-    assert task.execute(context(asset_state_store=Store()))["rows_read"] == 4
-    assert task.execute(context(asset_state_store=Store()))["rows_read"] == 0
+    assert task.execute(context(asset_state_store=store))["rows_read"] == 4
+    assert task.execute(context(asset_state_store=store))["rows_read"] == 0
     assert len(stored(peak_emulator)) == 14
 
 

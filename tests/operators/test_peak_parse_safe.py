@@ -18,6 +18,7 @@ from peak_provider.incremental import WatermarkStore
 from peak_provider.operators.peak import SqlToPeakOperator
 from peak_provider.task_groups import peak_load_group
 from tests.conftest import REPO
+from tests.context import MemoryAssetStateStore
 
 WATERMARK_VAR = "peak_watermark__peak_test_watermark__products"
 
@@ -121,43 +122,21 @@ def test_group_and_operator_catalogue_checks(no_outside_world):
     assert no_outside_world == []
 
 
-class Store:
-    """An asset state store holding marks by asset name (as the task runner's, reduced to get/set)."""
-
-    def __init__(self, marks: dict[str, Any], writable: set[str] | None = None):
-        self.marks = marks
-        self.writable = writable
-
-    def __getitem__(self, name: str) -> Any:
-        store = self
-
-        class Accessor:
-            def get(self, key: str, default: Any = None) -> Any:
-                return store.marks.get(name, {}).get(key, default)
-
-            def set(self, key: str, value: Any) -> None:
-                if store.writable is not None and name not in store.writable:
-                    raise RuntimeError(f"Asset with name={name!r} not found")
-                store.marks.setdefault(name, {})[key] = value
-
-        return Accessor()
-
-
 KEYS = ["peak://h:1/INV_OOTB/INV_PRODUCTS_OOTB", "peak://peak_wm/PRODUCTS"]
 
 
 def test_watermark_read_order_current_then_variable_then_older_keys(airflow_db, monkeypatch):
     older = {KEYS[1]: {"peak_watermark": "2025-03-01 12:00:00"}}
-    store = WatermarkStore({"asset_state_store": Store(dict(older))}, KEYS, WATERMARK_VAR)
+    store = WatermarkStore({"asset_state_store": MemoryAssetStateStore(dict(older))}, KEYS, WATERMARK_VAR)
     assert store.get() == "2025-03-01 12:00:00"  # carried over from the earlier key
     assert "earlier key" in store.backend
 
     monkeypatch.setenv(f"AIRFLOW_VAR_{WATERMARK_VAR.upper()}", "2025-03-02 00:00:00")
-    store = WatermarkStore({"asset_state_store": Store(dict(older))}, KEYS, WATERMARK_VAR)
+    store = WatermarkStore({"asset_state_store": MemoryAssetStateStore(dict(older))}, KEYS, WATERMARK_VAR)
     assert store.get() == "2025-03-02 00:00:00"  # the Variable is newer than any earlier key
 
     marks = {**older, KEYS[0]: {"peak_watermark": "2025-03-03 00:00:00"}}
-    store = WatermarkStore({"asset_state_store": Store(marks)}, KEYS, WATERMARK_VAR)
+    store = WatermarkStore({"asset_state_store": MemoryAssetStateStore(marks)}, KEYS, WATERMARK_VAR)
     assert store.get() == "2025-03-03 00:00:00"
     store.set("2025-03-04 00:00:00")
     assert marks[KEYS[0]] == {"peak_watermark": "2025-03-04 00:00:00"}

@@ -20,9 +20,8 @@ import pytest
 
 from peak_provider.exceptions import PeakHTTPError, PeakRejectedRowsError
 from peak_provider.operators.peak import SqlToPeakOperator
-from tests.context import outlet_events
+from tests.context import MemoryTaskStateStore, outlet_events
 from tests.dags.test_example_dags import load_dag
-from tests.reliability.test_resume import FakeTaskStateStore
 
 OBJECT = "INV_PRODUCTS_OOTB"
 #: 5% lost answers (stored, then the connection closes). With this seed the emulator's draws lose the
@@ -139,7 +138,7 @@ def test_max_rejected_rows_counts_across_attempts(peak_emulator, tmp_path, monke
     monkeypatch.setenv("AIRFLOW_CONN_WH", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "wh.db")}))
     monkeypatch.setenv("AIRFLOW_CONN_PEAK_DEFAULT", peak_emulator.connection_json("INV_OOTB", max_in_flight=1))
     sink = tmp_path / "rejects.jsonl"
-    store = FakeTaskStateStore()
+    store = MemoryTaskStateStore()
     task = SqlToPeakOperator(
         task_id="load",
         resource="products",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
 
 import pytest
 
@@ -12,23 +11,7 @@ from peak_provider.exceptions import PeakHTTPError
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.incremental import IncrementalLoad
 from peak_provider.operators.peak import SqlToPeakOperator
-from tests.context import outlet_events
-
-
-class FakeTaskStateStore:
-    """The ``task_state_store`` accessor's get/set/delete, kept in a dict (one task instance)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.data[key] = value
-
-    def delete(self, key: str) -> None:
-        self.data.pop(key, None)
+from tests.context import MemoryTaskStateStore, task_context
 
 
 @pytest.fixture
@@ -50,18 +33,15 @@ def test_retry_resumes_after_the_last_settled_batch(warehouse, peak_emulator, mo
         "AIRFLOW_CONN_PEAK_DEFAULT",
         peak_emulator.connection_json("INV_OOTB", max_retries=0, requests_per_second=1000, max_in_flight=4),
     )
-    store = FakeTaskStateStore()
+    store = MemoryTaskStateStore()
     task = SqlToPeakOperator(
         task_id="load", resource="products", sql="SELECT * FROM products", sql_conn_id=warehouse, resumable=True
     )
 
-    def context():
-        return {"task_state_store": store, "outlet_events": outlet_events()}
-
     # attempt 1 dies part-way: from some request on, the API answers 503 and retries are off
     peak_emulator.set_faults(error_rate=0.15, error_statuses=[503], seed=4)
     with pytest.raises(PeakHTTPError):
-        task.execute(context())
+        task.execute(task_context(task_state_store=store))
     first_attempt_rows = sum(e["rows"] for e in peak_emulator.request_log() if e["status"] == 200)
     checkpoint = store.data["peak_checkpoint"]["ranges"][0][1]  # the settled prefix (UPSERT: no ranges past it)
     assert len(store.data["peak_checkpoint"]["ranges"]) == 1
@@ -69,7 +49,7 @@ def test_retry_resumes_after_the_last_settled_batch(warehouse, peak_emulator, mo
 
     # attempt 2 (the retry): healthy API; resumes from the checkpoint
     peak_emulator.set_faults(error_rate=0.0)
-    summary = task.execute(context())
+    summary = task.execute(task_context(task_state_store=store))
     assert summary["rows_resumed"] == checkpoint and summary["attempts"] == 2
     assert summary["rows_read"] == summary["rows_accepted"] == 20_000  # counts cover both attempts
     stored = {r["product_id"] for r in peak_emulator.rows("INV_PRODUCTS_OOTB")}
