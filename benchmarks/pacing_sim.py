@@ -80,6 +80,20 @@ class Result:
     first: float = math.inf
     last: float = 0.0
     finish: list[float] = field(default_factory=list)
+    #: arrival times of the throttled requests (for the start-up vs steady-state split)
+    throttle_times: list[float] = field(default_factory=list)
+    #: answer times of the accepted requests (for the rate before the first worker is done)
+    accept_times: list[float] = field(default_factory=list)
+
+    @property
+    def share_until_first_done(self) -> float:
+        """The share of the tenant's rate while all workers were still sending (no tail)."""
+        end = min(self.finish)
+        return sum(1 for t in self.accept_times if t <= end) / ((end - self.first) * RATE)
+
+    def throttled_within(self, seconds: float) -> int:
+        """429s among the requests that arrived in the first ``seconds`` of the load."""
+        return sum(1 for t in self.throttle_times if t < self.first + seconds)
 
     @property
     def share(self) -> float:
@@ -139,6 +153,8 @@ def simulate(
                 ok, retry_after = server.admit(arrival)
                 result.requests += 1
                 result.first = min(result.first, arrival)
+                if not ok:
+                    result.throttle_times.append(arrival)
                 answer = arrival + latency / 2
                 at(answer, lambda: answered(ok, retry_after, answer))
 
@@ -147,6 +163,7 @@ def simulate(
                 result.last = max(result.last, t)
                 if ok:
                     result.accepted += 1
+                    result.accept_times.append(t)
                     p.on_success(start)
                     done += 1
                     if done == share:
@@ -176,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--startup", type=float, default=3.0, help="seconds counted as start-up in the 429 split")
     args = parser.parse_args(argv)
     for mode in ("token-bucket", "fixed-window"):
         for k in args.workers:
@@ -183,8 +201,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                 simulate(k, mode, seed=s, latency=args.latency, total_requests=args.requests) for s in range(args.seeds)
             ]
             shares = sorted(r.share for r in runs)
+            sharing = sorted(r.share_until_first_done for r in runs)  # without the tail of the last workers
             s429 = sorted(r.share_429 for r in runs)
-            print(f"{mode:13} K={k:2}: rate {shares[0]:.1%}..{shares[-1]:.1%}  429s {s429[0]:.1%}..{s429[-1]:.1%}")
+            early = sorted(r.throttled_within(args.startup) / max(1, r.requests) for r in runs)
+            late = sorted((r.throttled - r.throttled_within(args.startup)) / max(1, r.requests) for r in runs)
+            print(
+                f"{mode:13} K={k:2}: rate {shares[0]:.1%}..{shares[-1]:.1%} (all sending {sharing[0]:.1%}..{sharing[-1]:.1%})"
+                f"  429s {s429[0]:.1%}..{s429[-1]:.1%}"
+                f"  (first {args.startup:g}s {early[0]:.1%}..{early[-1]:.1%}, after {late[0]:.1%}..{late[-1]:.1%})"
+            )
 
 
 if __name__ == "__main__":

@@ -163,6 +163,7 @@ class AdaptivePacer:
         self._k = 0.0
         self._last_cut = -math.inf
         self._consecutive = 0  # throttle events since the last success (for the backoff without Retry-After)
+        self._resumed = -math.inf  # the end of the last throttle pause (a cut counts admissions only after it)
         self._measured = 0.0
         self._count = 0
         # Send times of recent answered, unthrottled requests. The newest is always kept: a non-empty deque
@@ -256,6 +257,7 @@ class AdaptivePacer:
             self._throttled += 1
             new_event = now >= self._pause_until if sent_at is None else sent_at > self._last_cut
             if new_event:
+                self._resumed = max(self._resumed, min(self._pause_until, now))
                 self._consecutive += 1
                 if cut:
                     self._cut(now, sent_at)
@@ -296,12 +298,13 @@ class AdaptivePacer:
 
     def _cut(self, now: float, sent_at: float | None) -> None:
         """Multiplicative decrease from the lower of the current and the measured send rate, and never above
-        the rate the tenant admitted in the :data:`ADMITTED_SPAN` before ``sent_at``."""
+        the rate the tenant admitted in the :data:`ADMITTED_SPAN` before ``sent_at``, unless that span reaches
+        back into the last throttle pause (the process was not sending then: the count would be far too low)."""
         base = min(self.rate, self._measured) if self._measured > 0 else self.rate
         if math.isinf(base):
             return  # no limit and nothing measured yet: only the pause applies
         rate, self._w_max = base * self.BETA, base
-        if sent_at is not None and self._admitted:
+        if sent_at is not None and self._admitted and sent_at - self.ADMITTED_SPAN >= self._resumed:
             admitted = sum(1 for t in self._admitted if sent_at - self.ADMITTED_SPAN < t <= sent_at)
             if admitted / self.ADMITTED_SPAN < rate:
                 # Throttled well below the rate: this is the share, so the curve starts on its plateau.

@@ -301,6 +301,22 @@ def test_a_cut_never_leaves_the_rate_above_the_admitted_share() -> None:
     assert steady.rate == pytest.approx(0.7 * 50 / HEADROOM, rel=0.05)  # admitted ~ sent: the usual cut
 
 
+def test_a_throttle_soon_after_a_pause_cuts_by_beta_not_to_the_paused_count() -> None:
+    """The second before the throttled request reaches back into a pause: its admitted count says nothing
+    about the share (the process was not sending), so the cut is the usual one, not a collapse."""
+    clock = FakeClock()
+    pacer = pacer_on(clock, 50, rand=lambda: 0.0)
+    for _ in range(150):  # 3 s at the full rate, all admitted
+        pacer.on_success(pacer.acquire())
+    pacer.on_throttle(1.0, sent_at=pacer.acquire())  # the usual cut, and a 1 s pause
+    resumed = [pacer.acquire() for _ in range(7)]  # 0.2 s after the pause: 7 admitted
+    for sent_at in resumed:
+        pacer.on_success(sent_at)
+    before = pacer.rate
+    pacer.on_throttle(1.0, sent_at=pacer.acquire())
+    assert pacer.rate == pytest.approx(0.7 * before, rel=0.05)  # not 7 requests/s
+
+
 def test_a_pause_without_a_cut_keeps_the_rate() -> None:
     clock = FakeClock()
     pacer = pacer_on(clock, 50, rand=lambda: 0.0)
