@@ -65,3 +65,20 @@ class PeakRejectedRowsError(PeakError, AirflowFailException):
     def __init__(self, message: str, summary: dict[str, Any]):
         super().__init__(message)
         self.summary = summary
+
+
+class PeakPreflightError(PeakConfigError, AirflowFailException):
+    """The query cannot load into its target (found before any row was sent; not retried)."""
+
+
+class PeakEmptyIntervalError(PeakConfigError, AirflowFailException):
+    """An ``interval`` load whose run has an empty data interval
+    (:data:`~peak_provider.incremental.EMPTY_INTERVAL_HELP`); not retried: a retry has the same interval."""
+
+
+class PeakMissedWindowsError(PeakError, AirflowFailException):
+    """``missed_windows="fail"``: windows were never loaded, or (APPEND) this run would load one twice."""
+
+
+class PeakResumeError(PeakError, AirflowFailException):
+    """The source no longer yields the rows an earlier attempt settled, so they cannot be skipped safely."""

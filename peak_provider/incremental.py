@@ -27,10 +27,8 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException
-
 from peak_provider.drivers import bound_value, paramstyle_of, placeholder
-from peak_provider.exceptions import PeakConfigError
+from peak_provider.exceptions import PeakConfigError, PeakEmptyIntervalError
 from peak_provider.ledger import Interval, Ledger, LedgerPlan, asset_state_accessor
 from peak_provider.sql_source import Query
 
@@ -45,11 +43,6 @@ EMPTY_INTERVAL_HELP = (
     "CronTriggerTimetable, whose runs have no interval. Use schedule=CronDataIntervalTimetable('0 0 * * *', "
     "timezone='UTC') (from airflow.timetables.interval), or incremental_mode='watermark'."
 )
-
-
-class PeakEmptyIntervalError(PeakConfigError, AirflowFailException):
-    """An ``interval`` load whose run has an empty data interval (see :data:`EMPTY_INTERVAL_HELP`); not
-    retried: a retry has the same interval."""
 
 
 def sql_identifier(name: str, what: str = "incremental_column") -> str:

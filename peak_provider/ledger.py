@@ -43,10 +43,8 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException
-
 from peak_provider.api import APPEND
-from peak_provider.exceptions import PeakError
+from peak_provider.exceptions import PeakMissedWindowsError
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +57,6 @@ _CONFIRM_ATTEMPTS = 6
 _MAX_PROBES = 1000  # per-interval key look-ups one read may make
 
 Interval = tuple[datetime, datetime]
-
-
-class PeakMissedWindowsError(PeakError, AirflowFailException):
-    """``missed_windows="fail"``: windows were never loaded, or (APPEND) this run would load one twice."""
 
 
 def asset_state_accessor(store: Any, name: str) -> Any:

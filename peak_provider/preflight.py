@@ -27,9 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException
-
-from peak_provider.exceptions import PeakConfigError
+from peak_provider.exceptions import PeakPreflightError
 from peak_provider.resources import FIELD_TYPES, Resource
 
 log = logging.getLogger(__name__)
@@ -45,10 +43,6 @@ LIVE_TYPES = {
     "decimal": "float",
     "enum": "string",
 }
-
-
-class PeakPreflightError(PeakConfigError, AirflowFailException):
-    """The query cannot load into its target (found before any row was sent; not retried)."""
 
 
 @dataclass(frozen=True)

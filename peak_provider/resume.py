@@ -18,9 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException
-
-from peak_provider.exceptions import PeakError
+from peak_provider.exceptions import PeakResumeError
 from peak_provider.ingest import Progress
 from peak_provider.result import IngestResult
 
@@ -88,10 +86,6 @@ class Checkpoint:
 def jsonable_key(key: Any) -> Any:
     """A wire key as JSON keeps it (a tuple comes back a list), so keys compare across attempts."""
     return list(key) if isinstance(key, tuple | list) else key
-
-
-class PeakResumeError(PeakError, AirflowFailException):
-    """The source no longer yields the rows an earlier attempt settled, so they cannot be skipped safely."""
 
 
 class Skipper:

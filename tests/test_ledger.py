@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from peak_provider import ledger as ledger_module
-from peak_provider.exceptions import PeakHTTPError, PeakRejectedRowsError
+from peak_provider.exceptions import PeakHTTPError, PeakMissedWindowsError, PeakRejectedRowsError
 from peak_provider.incremental import add_filter
-from peak_provider.ledger import Ledger, PeakMissedWindowsError, intersect, merge, subtract, to_json
+from peak_provider.ledger import Ledger, intersect, merge, subtract, to_json
 from peak_provider.operators.peak import SqlToPeakOperator
 from tests.context import MemoryAssetStateStore, alias_events, task_context
 

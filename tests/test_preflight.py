@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from peak_provider.exceptions import PeakPreflightError
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.operators.peak import SqlToPeakOperator
-from peak_provider.preflight import CheckedColumns, LiveColumn, PeakPreflightError, check_columns, live_columns
+from peak_provider.preflight import CheckedColumns, LiveColumn, check_columns, live_columns
 from peak_provider.resources import get_application
 from tests.context import outlet_events
 

@@ -9,9 +9,10 @@ import json
 
 import pytest
 
+from peak_provider.exceptions import PeakResumeError
 from peak_provider.ingest import Progress
 from peak_provider.result import IngestResult
-from peak_provider.resume import KEY, Checkpoint, PeakResumeError, Skipper, fingerprint, jsonable_key
+from peak_provider.resume import KEY, Checkpoint, Skipper, fingerprint, jsonable_key
 from tests.context import MemoryTaskStateStore
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, AssetAlias, BaseOperator
 
 from peak_provider.api import APPEND, OPERATIONS
-from peak_provider.exceptions import PeakConfigError, PeakError, PeakRejectedRowsError
+from peak_provider.exceptions import PeakConfigError, PeakError, PeakRejectedRowsError, PeakResumeError
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.incremental import MODES, IncrementalLoad, sql_identifier
 from peak_provider.ledger import POLICIES
@@ -18,7 +19,7 @@ from peak_provider.preflight import UNKNOWN_COLUMNS, CheckedColumns, check_colum
 from peak_provider.rejected import RejectedRowsSink
 from peak_provider.resources import CatalogueError, applications_with, get_application
 from peak_provider.result import IngestResult
-from peak_provider.resume import Checkpoint, PeakResumeError, fingerprint
+from peak_provider.resume import Checkpoint, fingerprint
 from peak_provider.sql_source import Query, stream_query
 
 if TYPE_CHECKING:
@@ -190,32 +191,33 @@ class SqlToPeakOperator(BaseOperator):
         self.schema_check = schema_check
 
     def execute(self, context: Context) -> dict[str, Any]:
-        hook = PeakHook(self.peak_conn_id)
-        # an unknown resource fails here, before the warehouse is touched
-        operation = (self.operation or hook.resource(self.resource).default_operation).upper()
-        load = self._incremental_load(context, hook, operation)  # an empty interval or missed windows fail here
-        live = hook.get_schema() if self.schema_check else None
-        resumable = self.resumable if self.resumable is not None else operation == APPEND
-        if operation == APPEND and not resumable:
-            self.log.warning("resumable=False: a retry of this APPEND task sends every row again (duplicates)")
-        with stream_query(self.sql_conn_id, self._query(load, hook, resumable), self.fetch_size) as stream:
-            checked = self._preflight(hook, stream.columns, live)
-            checkpoint = self._checkpoint(context, stream.query, operation) if resumable else None
-            sink = None
-            if self.rejected_rows_path:
-                resuming = checkpoint is not None and checkpoint.earlier is not None
-                sink = RejectedRowsSink(self.rejected_rows_path, self.resource, append=resuming)
-            result = self._send(hook, load.track(stream.rows, stream.columns), checked, operation, checkpoint, sink)
-        if not result.reconciled:
-            raise PeakError(f"Counts do not reconcile (a bug, please report it): {result}")
-        summary = self._summary(result, checked, checkpoint, sink)
-        summary.update(load.record_sent())  # recorded even if a threshold below fails the task: the rows were sent
-        self._emit_asset_event(context, hook, summary)
-        if checkpoint is not None:
-            checkpoint.clear()  # the load completed; a later run (or a cleared task) starts from the top
-        self._check_thresholds(result, summary, sink)
-        load.commit()
-        return summary
+        with closing(PeakHook(self.peak_conn_id)) as hook:  # its HTTP session is closed whatever fails
+            # an unknown resource fails here, before the warehouse is touched
+            operation = (self.operation or hook.resource(self.resource).default_operation).upper()
+            load = self._incremental_load(context, hook, operation)  # an empty interval or missed windows fail here
+            live = hook.get_schema() if self.schema_check else None
+            resumable = self.resumable if self.resumable is not None else operation == APPEND
+            if operation == APPEND and not resumable:
+                self.log.warning("resumable=False: a retry of this APPEND task sends every row again (duplicates)")
+            with stream_query(self.sql_conn_id, self._query(load, hook, resumable), self.fetch_size) as stream:
+                checked = self._preflight(hook, stream.columns, live)
+                rows = load.track(stream.rows, stream.columns)  # a query without the incremental column fails here
+                checkpoint = self._checkpoint(context, stream.query, operation) if resumable else None
+                sink = None
+                if self.rejected_rows_path:
+                    resuming = checkpoint is not None and checkpoint.earlier is not None
+                    sink = RejectedRowsSink(self.rejected_rows_path, self.resource, append=resuming)
+                result = self._send(hook, rows, checked, operation, checkpoint, sink)
+            if not result.reconciled:
+                raise PeakError(f"Counts do not reconcile (a bug, please report it): {result}")
+            summary = self._summary(result, checked, checkpoint, sink)
+            summary.update(load.record_sent())  # recorded even if a threshold below fails the task: the rows were sent
+            self._emit_asset_event(context, hook, summary)
+            if checkpoint is not None:
+                checkpoint.clear()  # the load completed; a later run (or a cleared task) starts from the top
+            self._check_thresholds(result, summary, sink)
+            load.commit()
+            return summary
 
     def _incremental_load(self, context: Context, hook: PeakHook, operation: str) -> IncrementalLoad:
         """This run's :class:`IncrementalLoad` (a full load without ``incremental_column``)."""

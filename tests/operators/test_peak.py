@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from peak_provider.exceptions import PeakConfigError, PeakRejectedRowsError
-from peak_provider.incremental import PeakEmptyIntervalError
+from peak_provider.exceptions import PeakConfigError, PeakEmptyIntervalError, PeakRejectedRowsError
+from peak_provider.hooks.peak import PeakHook
 from peak_provider.operators.peak import SqlToPeakOperator
 from tests.context import MemoryAssetStateStore, alias_events, task_context
 
@@ -204,6 +204,26 @@ def test_watermark_falls_back_to_a_variable_without_asset_state_store(sqlite_wh,
     assert Variable.get(key) == "2025-03-02 07:00:00"
     assert task.execute(context())["rows_read"] == 0
     assert len(stored(peak_emulator)) == 14
+
+
+def test_a_query_without_the_incremental_column_fails_before_sending_and_closes_the_hook(
+    sqlite_wh, peak_conn, peak_emulator, monkeypatch
+):
+    closed: list[PeakHook] = []
+    close = PeakHook.close
+    monkeypatch.setattr(PeakHook, "close", lambda self: (closed.append(self), close(self)))
+    insert(sqlite_wh, product_rows(3))
+    task = op(
+        sqlite_wh[0],
+        sql="SELECT product_id, product_name, source_id, pack_size, updated_at AS changed_at FROM products",
+        column_map={"changed_at": "updated_at"},  # the load is valid; only the watermark's column is missing
+        incremental_column="updated_at",
+        incremental_mode="watermark",
+    )
+    with pytest.raises(PeakConfigError, match="not among the query's columns"):
+        task.execute(context(asset_state_store=MemoryAssetStateStore()))
+    assert closed  # the hook's HTTP session
+    assert peak_emulator.request_log() == []  # nothing was sent
 
 
 def test_rejected_rows_threshold_and_sink(sqlite_wh, peak_conn, peak_emulator, tmp_path):
