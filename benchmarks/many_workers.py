@@ -1,6 +1,6 @@
 """Scenario 5 of issue 11, one tenant and many workers. K worker processes APPEND their own rows into one
-tenant at once. Each worker paces itself (adaptive), or all of them draw from one request budget in
-Redis (shared)."""
+tenant at once. Each worker paces itself (adaptive), or all of them draw from one request budget: in
+Redis (shared), or in a file of this host (host, the default)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from benchmarks.common import PROBE_MARKER, REPO, env_var
+from benchmarks.common import PROBE_MARKER, REPO, TOKEN, env_var
 from benchmarks.emulator_proc import EmulatorProcess, emulator_args, running_emulator
 from benchmarks.fleet import BARRIER_TIMEOUT
 from benchmarks.harness import Bench, tree_cpu
 from benchmarks.report import Goal, Section, table
 from benchmarks.warehouse import connect
+from peak_provider.ratecontrol import HostSlots, budget_key, host_budget_dir
 from tests.processes import stop_tree
 from tests.redis_server import MISSING, REDIS_SERVER, RedisServer, redis_server
 
@@ -28,10 +29,17 @@ API_RPS = 50
 API_ROWS_PER_S = API_RPS * 500
 LATENCY_MS = 100
 MODES = ("token-bucket", "fixed-window")
-SHARED, ADAPTIVE = "shared budget", "adaptive"
-#: Goals per rate control: (least share of the 25,000 rows/s ceiling, most 429s as a share of requests).
-TARGETS = {SHARED: (0.95, 0.0), ADAPTIVE: (0.85, 0.05)}
 REDIS_CONN_ID = "bench_redis"
+SHARED, HOST, ADAPTIVE = "shared budget", "host budget", "adaptive"
+CONTROLS = (SHARED, HOST, ADAPTIVE)
+#: The connection extras of each rate control (the host budget is the default).
+CONTROL_EXTRA: dict[str, dict[str, Any]] = {
+    SHARED: {"rate_limit_conn_id": REDIS_CONN_ID},
+    HOST: {},
+    ADAPTIVE: {"rate_limit_scope": "process"},
+}
+#: Goals per rate control: (least share of the 25,000 rows/s ceiling, most 429s as a share of requests).
+TARGETS = {SHARED: (0.95, 0.0), HOST: (0.95, 0.0), ADAPTIVE: (0.85, 0.05)}
 HEAD = 2.0  # seconds of a load counted as its start-up in the "why" of a missed goal
 BUSY_OTHER = 0.25  # cores used by processes outside the benchmark above which a load's figures are flagged
 FLEET_TIMEOUT = 900  # seconds for one fleet; a fleet takes about 30 s when nothing goes wrong
@@ -80,7 +88,8 @@ class FleetRun:
 
 
 def many_workers(bench: Bench, table_: tuple[str, int], rows: int, workers: Sequence[int]) -> Section:
-    """K = ``workers`` processes x {shared budget, adaptive} x {token bucket, fixed window}, one run each."""
+    """K = ``workers`` processes x {shared budget, host budget, adaptive} x {token bucket, fixed window}, one
+    run each."""
     if REDIS_SERVER is None:
         raise RuntimeError(MISSING)
     rows = min(rows, table_[1])
@@ -93,7 +102,7 @@ def many_workers(bench: Bench, table_: tuple[str, int], rows: int, workers: Sequ
         for mode in MODES:
             with running_emulator(emulator_args(latency_ms=LATENCY_MS, rate_limit_mode=mode)) as emu:
                 commands.append(emu.command)
-                for control in (SHARED, ADAPTIVE):
+                for control in CONTROLS:
                     for k in workers:
                         run = _measure(bench, emu, redis, control, mode, k, table_[0], rows)
                         _progress(run)
@@ -105,7 +114,7 @@ def many_workers(bench: Bench, table_: tuple[str, int], rows: int, workers: Sequ
     section.lines += _setup_lines(commands, table_[0], rows, workers)
     section.lines += table(HEADERS, [_row(r) for r in runs])
     section.lines += _reading(runs)
-    section.goals = [_goal(runs, control, mode) for control in (SHARED, ADAPTIVE) for mode in MODES]
+    section.goals = [_goal(runs, control, mode) for control in CONTROLS for mode in MODES]
     return section
 
 
@@ -119,15 +128,16 @@ def _measure(
     table_name: str,
     rows: int,
 ) -> FleetRun:
-    """Reset the emulator and the budget, run one fleet, and read the emulator's request log."""
+    """Reset the emulator and the budgets, run one fleet, and read the emulator's request log."""
     emu.reset()
     client = redis.client()
     try:
         client.flushall()
     finally:
         client.close()
+    HostSlots(budget_key(emu.url, TOKEN), API_RPS).path.unlink(missing_ok=True)
     bench.quiet.wait()
-    env = bench.probe_env(emu, {"rate_limit_conn_id": REDIS_CONN_ID} if control == SHARED else {})
+    env = bench.probe_env(emu, CONTROL_EXTRA[control])
     env[env_var(REDIS_CONN_ID)] = json.dumps({"conn_type": "redis", "host": redis.host, "port": redis.port})
     servers = [emu.pid, bench.pg_pid, *([redis.process.pid] if redis.process else [])]
     before = {pid: tree_cpu(pid) for pid in servers}
@@ -244,10 +254,13 @@ def _setup_lines(commands: Sequence[str], table_name: str, rows: int, workers: S
         f"(requests_per_second 50, max_in_flight 16) on its own `sale_id` slice of the first {rows:,} rows of "
         f"`{table_name}` (indexed on `sale_id`). APPEND is resumable by default, so each slice is read in "
         "primary-key order.",
-        f"- *{ADAPTIVE}*: each process paces itself and backs off when throttled. *{SHARED}*: the extra "
-        f"`rate_limit_conn_id={REDIS_CONN_ID}`, an Airflow `redis` connection (`{env_var(REDIS_CONN_ID)}`) to a "
-        f"throwaway `{version.split(' v=')[-1].split()[0] if ' v=' in version else 'redis-server'}` server on a "
-        "free loopback port (`tests/redis_server.py`). The budget is flushed before each load.",
+        f"- *{ADAPTIVE}*: the extra `rate_limit_scope=process`: each process paces itself and backs off when "
+        f"throttled. *{HOST}*: the default (`rate_limit_scope=host`): every process of this host draws from one "
+        f"schedule in a file under `{host_budget_dir()}`, and each backs off when throttled. *{SHARED}*: "
+        f"the extra `rate_limit_conn_id={REDIS_CONN_ID}`, an Airflow `redis` connection "
+        f"(`{env_var(REDIS_CONN_ID)}`) to a throwaway "
+        f"`{version.split(' v=')[-1].split()[0] if ' v=' in version else 'redis-server'}` server on a free "
+        "loopback port (`tests/redis_server.py`). Both budgets are emptied before each load.",
         f"- *rows/s* is the rows confirmed to the workers, divided by the time from the first request's arrival "
         f"to the last request's arrival plus the {LATENCY_MS} ms latency (its answer), both read from the "
         f"emulator's request log (`GET /_emulator/requests`). *429 share* is the 429s over all requests. "
@@ -256,8 +269,8 @@ def _setup_lines(commands: Sequence[str], table_name: str, rows: int, workers: S
         "CPU seconds from the workers' release to their exit, over that time: the whole machine, the workers, "
         "the emulator, and *other* processes (the machine less the workers, the emulator, PostgreSQL and "
         "Redis). "
-        f"Each combination runs once, whatever `--runs` says ({len(workers) * 4} loads), to keep the "
-        "scenario within minutes on 2 cores.",
+        f"Each combination runs once, whatever `--runs` says ({len(workers) * len(MODES) * len(CONTROLS)} loads), "
+        "to keep the scenario within minutes on 2 cores.",
         "",
     ]
 
@@ -315,8 +328,10 @@ def _reading(runs: Sequence[FleetRun]) -> list[str]:
         lines += [f"- K={r.workers}, {r.control}, {r.mode}: `{e[:300]}`" for r, e in errors[:5]]
         lines.append("")
     lines += [
-        f"With the *{SHARED}* every request slot comes from one evenly spaced schedule in Redis. K workers "
-        "together send as one client, and the limit's mode does not matter. With *adaptive* control each "
+        f"With the *{SHARED}* every request slot comes from one evenly spaced schedule in Redis, and with the "
+        f"*{HOST}* from one in a file that every process of this host locks for each draw. K workers together "
+        "send as one client, and the limit's mode does not matter. The host budget also cuts the rate of a "
+        "throttled process (another host may share the tenant); Redis's does not. With *adaptive* control each "
         "process starts at the full 50 requests/s. A 429 cuts its rate to 70% and pauses all its threads, "
         "and the rate then climbs back (CUBIC). The token bucket answers `Retry-After: 1`, so the pause is 1 s "
         "plus up to 0.2 s of jitter. The fixed window answers without `Retry-After`, so the pause is a "

@@ -34,6 +34,7 @@ class PeakSettings:
     max_rows_per_request: int
     max_request_bytes: int
     requests_per_second: float
+    rate_limit_scope: str
     rate_limit_conn_id: str | None
     rate_limit_tenant: str | None
     max_throttle_wait: float

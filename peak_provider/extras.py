@@ -14,6 +14,8 @@ from peak_provider.resources import APPLICATIONS, TIMESTAMP_FORMATS
 CONN_TYPE = "peak"
 DEFAULT_CONN_ID = "peak_default"
 DEFAULT_HOST = "https://service.peak.ai/ingestion-api"
+#: ``rate_limit_scope``: one request budget per host (the default), or each process on its own.
+RATE_LIMIT_SCOPES = ("host", "process")
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,16 @@ EXTRAS: dict[str, Extra] = {
         "Requests per second",
         "number",
         REQUESTS_PER_SECOND,
-        f"Tenant-wide request rate (API limit {REQUESTS_PER_SECOND}/s). Each process adapts to throttling; see rate_limit_conn_id.",
+        f"Tenant-wide request rate (API limit {REQUESTS_PER_SECOND}/s); see rate_limit_scope and rate_limit_conn_id.",
         minimum=0.1,
+    ),
+    "rate_limit_scope": Extra(
+        "Rate limit scope",
+        "string",
+        RATE_LIMIT_SCOPES[0],
+        "Without rate_limit_conn_id: host shares requests_per_second among every process of this machine that "
+        "loads the tenant (one budget in a local file); process paces each process alone. Both adapt to throttling.",
+        enum=RATE_LIMIT_SCOPES,
     ),
     "rate_limit_conn_id": Extra(
         "Shared rate limit (Redis connection id)",

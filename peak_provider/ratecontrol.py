@@ -1,4 +1,4 @@
-"""How fast this process may send to one tenant: Retry-After, adaptive pacing, and an optional budget in Redis.
+"""How fast this process may send to one tenant: Retry-After, adaptive pacing, and a budget per host or in Redis.
 
 - :func:`parse_retry_after` reads a ``Retry-After`` header (delta-seconds or an HTTP date) and never raises.
 - :class:`AdaptivePacer` spaces request starts evenly at a current rate shared by every thread of the process
@@ -6,28 +6,36 @@
   with ``Retry-After``) cuts it and pauses all of the process's sending. Successes bring it back along the CUBIC
   curve of botocore (``botocore/retries/throttling.py``), scaled for many workers sharing one tenant (see the
   class). With no throttles the pacing is the plain ``1.01 / rate`` spacing.
-- :class:`SharedBudget` also draws every request slot from one schedule per tenant in Redis: a "next free slot"
-  (GCRA) Lua script that runs atomically against Redis's own clock, so every worker on every machine is spaced
-  at ``requests_per_second`` in total. If Redis cannot be reached, it logs one warning and falls back to the
-  pacer.
+- :class:`SharedBudget` also draws every request slot from one "next free slot" (GCRA) schedule per tenant,
+  so that the processes drawing from it are spaced at ``requests_per_second`` in total: :class:`RedisSlots`
+  (a Lua script run atomically against Redis's clock: every worker on every machine) or :class:`HostSlots`
+  (a small file updated under ``flock``: every process of this host). If the store fails, it logs one
+  warning and falls back to the pacer.
 - :func:`budget_key` names a tenant's budget without the token; :func:`redis_client` builds the ``redis``
   client (an optional dependency, imported lazily) from an Airflow ``redis`` connection.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import json
 import logging
 import math
+import os
 import random
 import re
+import stat
+import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
@@ -370,7 +378,7 @@ return free
 
 @dataclass(frozen=True)
 class Slot:
-    """A request slot from Redis: ``start`` and Redis's ``now`` when it was drawn, in microseconds."""
+    """A request slot: ``start`` and the store's ``now`` when it was drawn, in microseconds of its clock."""
 
     start: int
     now: int
@@ -402,26 +410,135 @@ class RedisSlots:
         self._push(keys=[self.key], args=[max(0, round(pause * 1e6))])
 
 
+def host_budget_dir() -> Path:
+    """The default directory of host budgets: private to this user, in the system's temporary directory."""
+    return Path(tempfile.gettempdir()) / f"airflow-provider-peak-{os.getuid()}"
+
+
+def _boot_id() -> str:
+    """This boot of the host: CLOCK_MONOTONIC starts again at boot, so a schedule from before is void.
+    Empty where Linux's boot id is missing."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+_BOOT_ID = _boot_id()
+#: A schedule further ahead than this is void too: it is from before a reboot where there is no boot id.
+_HORIZON_US = 3600 * 10**6
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (0o700) unless it exists; refuse it unless it is a directory of this user that no one
+    else may write to (another user could otherwise stall every load through the schedule)."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise PermissionError(f"{path} is not a directory of this user closed to others")
+
+
+class HostSlots:
+    """The evenly spaced slot schedule of one budget key in a file shared by every process of this host.
+
+    The file, ``<directory>/<sha256 of the key>``, holds one JSON object: the next free slot (GCRA), the time
+    before which no slot is handed out (a throttle pause), both in microseconds of ``time.monotonic()``
+    (CLOCK_MONOTONIC, one clock for every process of a Linux host), and the boot they belong to (a schedule
+    of another boot, or over an hour ahead, is void). Every draw
+    opens the file and reads and rewrites it under an exclusive ``flock``: a forked process or a file that a
+    temporary-files cleaner removed cannot split the schedule.
+
+    :param directory: where the file lives; by default :func:`host_budget_dir`, created 0o700.
+    """
+
+    def __init__(
+        self, key: str, rate: float, *, directory: Path | None = None, clock: Callable[[], float] = time.monotonic
+    ):
+        if not rate > 0:
+            raise ValueError(f"a host request budget needs a positive rate, not {rate!r}")
+        self.directory = host_budget_dir() if directory is None else directory
+        self.path = self.directory / hashlib.sha256(key.encode()).hexdigest()
+        self.interval_us = max(1, round(HEADROOM * 1e6 / rate))
+        self._clock = clock
+        self._checked = False  # the directory was created or found private to this user
+
+    def next_slot(self) -> Slot:
+        """Take the next free slot of the budget."""
+        with self._schedule() as (state, now):
+            start = max(now, state["next_free_us"], state["no_slot_before_us"])
+            state["next_free_us"] = start + self.interval_us
+        return Slot(start, now)
+
+    def push(self, pause: float) -> None:
+        """Hand out no slot before ``pause`` seconds from now (a throttle seen by one process pauses all)."""
+        with self._schedule() as (state, now):
+            state["no_slot_before_us"] = max(state["no_slot_before_us"], now + max(0, round(pause * 1e6)))
+
+    @contextlib.contextmanager
+    def _schedule(self) -> Iterator[tuple[dict[str, Any], int]]:
+        """The schedule and the time now, under the file's lock; written back when the block succeeds."""
+        fd = self._open()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            now = round(self._clock() * 1e6)
+            state: dict[str, Any] = {"boot": _BOOT_ID, "next_free_us": 0, "no_slot_before_us": 0}
+            with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):  # empty, torn or stale
+                saved = json.loads(os.pread(fd, 4096, 0))
+                times = {name: int(saved[name]) for name in ("next_free_us", "no_slot_before_us")}
+                if saved.get("boot") == _BOOT_ID and max(times.values()) <= now + _HORIZON_US:
+                    state.update(times)
+            yield state, now
+            data = json.dumps(state).encode()
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _open(self) -> int:
+        if not self._checked:
+            _private_dir(self.directory)
+            self._checked = True
+        try:
+            return os.open(self.path, _OPEN_FLAGS, 0o600)
+        except FileNotFoundError:  # the directory was removed (a temporary-files cleaner)
+            _private_dir(self.directory)
+            return os.open(self.path, _OPEN_FLAGS, 0o600)
+
+
+class Slots(Protocol):
+    """Where a :class:`SharedBudget` draws request slots: :class:`RedisSlots` or :class:`HostSlots`."""
+
+    def next_slot(self) -> Slot: ...
+
+    def push(self, pause: float) -> None: ...
+
+
 class SharedBudget:
-    """Request slots drawn from one Redis budget per tenant, on top of the process's :class:`AdaptivePacer`.
+    """Request slots drawn from one budget per tenant, on top of the process's :class:`AdaptivePacer`.
 
     Each request first passes the pacer (the process's throttle pause and its adaptive rate), then takes the
     budget's next slot and waits for it. A throttle goes to the pacer and also pushes the budget's next slot
-    past the pause, for every worker. If Redis fails, one warning is logged and the pacer alone paces
-    requests; Redis is tried again every ``retry_down`` seconds.
+    past the pause, for every process that draws from it. A budget that covers the whole tenant (Redis) sets
+    the rate, so a throttle does not cut the pacer's; a host budget does not (other hosts may load into the
+    tenant), so the pacer also cuts its rate as it does alone. If the store fails, one warning is logged and
+    the pacer alone paces requests; the store is tried again every ``retry_down`` seconds.
 
+    :param tenant_wide: every client of the tenant draws from this budget (Redis), not only this host's.
     :param scrub: removes secrets (the Redis password) from error text before it is logged.
     :param name: how the warning names the budget store, e.g. the Airflow connection id.
     """
 
-    _shared: ClassVar[dict[tuple[str, str, float], SharedBudget]] = {}
+    _shared: ClassVar[dict[tuple[str, str, str, float], SharedBudget]] = {}
     _shared_lock = threading.Lock()
 
     def __init__(
         self,
-        slots: RedisSlots,
+        slots: Slots,
         pacer: AdaptivePacer,
         *,
+        tenant_wide: bool = True,
         name: str = "redis",
         scrub: Callable[[str], str] = lambda text: text,
         retry_down: float = 30.0,
@@ -430,6 +547,7 @@ class SharedBudget:
     ):
         self.slots = slots
         self.pacer = pacer
+        self.tenant_wide = tenant_wide
         self.name = name
         self.retry_down = retry_down
         self._scrub = scrub
@@ -444,14 +562,26 @@ class SharedBudget:
         """One budget per Redis connection, tenant key and rate in this process, over the shared pacer."""
         conn_id = str(getattr(conn, "conn_id", None) or f"{conn.host}:{conn.port}")
         with cls._shared_lock:
-            budget = cls._shared.get((conn_id, key, rate))
+            budget = cls._shared.get(("redis", conn_id, key, rate))
             if budget is None:
                 password = conn.password
-                budget = cls._shared[(conn_id, key, rate)] = cls(
+                budget = cls._shared[("redis", conn_id, key, rate)] = cls(
                     RedisSlots(redis_client(conn), key, rate),
                     AdaptivePacer.shared(key, rate),
                     name=f"connection {conn_id!r}",
                     scrub=(lambda text: text.replace(password, "***")) if password else (lambda text: text),
+                )
+            return budget
+
+    @classmethod
+    def on_host(cls, key: str, rate: float) -> SharedBudget:
+        """One host budget (:class:`HostSlots`) per tenant key and rate in this process, over the shared pacer."""
+        with cls._shared_lock:
+            budget = cls._shared.get(("host", "", key, rate))
+            if budget is None:
+                slots = HostSlots(key, rate)
+                budget = cls._shared[("host", "", key, rate)] = cls(
+                    slots, AdaptivePacer.shared(key, rate), tenant_wide=False, name=f"host file {slots.path}"
                 )
             return budget
 
@@ -465,7 +595,7 @@ class SharedBudget:
 
     @property
     def available(self) -> bool:
-        """False while Redis is considered down (the pacer alone paces requests)."""
+        """False while the store is considered down (the pacer alone paces requests)."""
         return self._down_until is None
 
     def acquire(self) -> float:
@@ -483,11 +613,10 @@ class SharedBudget:
             # Throttled while waiting for the slot: wait out the pause and take a new slot.
 
     def on_throttle(self, retry_after: float | None = None, *, sent_at: float | None = None) -> float:
-        """The pacer's pause, pushed to every worker of the budget; the rate is the budget's, so it is not cut.
-
-        While Redis is down the pacer alone paces requests, and cuts its rate as usual.
+        """The pacer's pause, pushed to every process of the budget. The pacer's rate is cut unless the budget
+        is tenant-wide (then the rate is the budget's); while the store is down the pacer cuts as usual.
         """
-        pause = self.pacer.on_throttle(retry_after, sent_at=sent_at, cut=not self._usable())
+        pause = self.pacer.on_throttle(retry_after, sent_at=sent_at, cut=not (self.tenant_wide and self._usable()))
         if pause > 0 and self._usable():
             try:
                 self.slots.push(pause)
@@ -535,7 +664,7 @@ class SharedBudget:
 
 
 def budget_key(api_url: str, token: str, tenant: str | None = None) -> str:
-    """The Redis key of a tenant's budget.
+    """The key of a tenant's budget: its Redis key, and (hashed) the name of its host budget's file.
 
     It is ``peak:rate:<api host[:port]>:<sha256 of the token>``, or ``peak:rate:tenant:<tenant>`` when a
     shared tenant name is given. The key never contains the token.

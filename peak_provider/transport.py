@@ -1,7 +1,8 @@
 """One API call with the connection's rules: pacing, a total deadline, classification and retries.
 
 - Pacing is :mod:`peak_provider.ratecontrol`'s: even spacing at the tenant's rate, adaptive backoff on
-  throttles (a throttle pauses every thread of the process), optionally one budget in Redis for every worker.
+  throttles (a throttle pauses every thread of the process), one budget for every process of the host (the
+  default) or in Redis for every worker.
   A throttle (429, or 503 with ``Retry-After`` on an idempotent call) is not a failure: it does not use up
   ``max_retries``; it fails the call only when waiting would pass ``max_throttle_wait``.
 - :class:`Transport` sends one request. Redirects are never followed. Every failure is classified by

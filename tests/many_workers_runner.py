@@ -4,7 +4,8 @@
 ``AIRFLOW_CONN_<CONN_ID>`` (its rate control included), creates ``READY_FILE``, waits for a line on stdin
 (so that every worker starts sending at once), then APPENDs ``ROWS`` ``products`` rows whose ids are unique
 to ``WORKER`` (:func:`product_id`). Prints one JSON line on stdout: the :class:`IngestResult`, the rate
-control in use, and ``error`` (``null`` on success). Exits 1 when the load failed.
+control in use (and its budget's slots: ``RedisSlots`` or ``HostSlots``), and ``error`` (``null`` on
+success). Exits 1 when the load failed.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def main(argv: list[str]) -> int:
     from peak_provider.result import IngestResult
 
     hook = PeakHook(conn_id)
-    control = hook.transport.control  # built now, not in the race: Redis connection settings, shared pacer
+    control = hook.transport.control  # built now, not in the race: the budget's settings, shared pacer
     ready.touch()
     sys.stdin.readline()  # the test's "go", sent to every worker once all are ready
     error = None
@@ -57,6 +58,7 @@ def main(argv: list[str]) -> int:
     report = {
         "worker": worker,
         "control": type(control).__name__,
+        "slots": type(control.slots).__name__ if isinstance(control, SharedBudget) else None,
         "budget_available": control.available if isinstance(control, SharedBudget) else None,
         "error": error,
         "result": result.to_dict() if result is not None else None,

@@ -23,6 +23,7 @@ def test_defaults():
     )
     assert s.ingest_path == "/api/v2/ingest/object/{object}"
     assert s.verify is True and s.application == "inventory" and s.source_timezone == "UTC"
+    assert (s.rate_limit_scope, s.rate_limit_conn_id) == ("host", None)
 
 
 def test_ui_strings_are_coerced():
@@ -53,6 +54,7 @@ def test_hub_and_regional_hosts_by_changing_host_only():
         ({"source_timezone": "Mars/Olympus"}, "'peak_x': source_timezone: unknown time zone"),
         ({"solution_nmae": "X"}, "'peak_x': solution_nmae: unknown extra"),
         ({"ingest_path": "/api/v2/other"}, "'peak_x': ingest_path: '/api/v2/other' is not one of"),
+        ({"rate_limit_scope": "cluster"}, "'peak_x': rate_limit_scope: 'cluster' is not one of host, process"),
     ],
 )
 def test_invalid_extras_name_the_connection_and_extra(extra, message):

@@ -1,22 +1,39 @@
-"""Retry-After parsing and the adaptive pacer on a fake clock (no real sleeping); Redis client settings."""
+"""Retry-After parsing and the adaptive pacer on a fake clock (no real sleeping); the host budget in a real
+file; Redis client settings."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import itertools
+import json
+import logging
 import math
+import os
 import queue
 import random
 import threading
+import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peak_provider.ratecontrol import HEADROOM, AdaptivePacer, budget_key, parse_retry_after, redis_client
+from peak_provider.ratecontrol import (
+    HEADROOM,
+    AdaptivePacer,
+    HostSlots,
+    SharedBudget,
+    Slot,
+    Slots,
+    budget_key,
+    parse_retry_after,
+    redis_client,
+)
 
 
 class FakeClock:
@@ -39,8 +56,23 @@ def pacer_on(clock: FakeClock, rate: float = 50, **kwargs: object) -> AdaptivePa
     return AdaptivePacer(rate, clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
 
 
-def gaps(starts: list[float]) -> list[float]:
+def gaps(starts: Sequence[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(starts)]
+
+
+def draw_in_threads(holders: Sequence[Slots], *, threads: int, each: int) -> list[Slot]:
+    """The slots that ``threads`` threads drew at once, ``each`` per thread, from ``holders`` in turn."""
+    drawn: list[Slot] = []
+
+    def draw(slots: Slots) -> None:
+        drawn.extend(slots.next_slot() for _ in range(each))
+
+    started = [threading.Thread(target=draw, args=(holders[i % len(holders)],)) for i in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join(60)
+    return drawn
 
 
 # --- Retry-After ---------------------------------------------------------------------------------------------
@@ -376,6 +408,92 @@ def test_budget_key_names_host_and_token_hash_never_the_token() -> None:
     assert budget_key("http://127.0.0.1:8080", token) != budget_key("http://127.0.0.1:8081", token)
     assert budget_key("https://ingestion.peak.ai", token) != budget_key("https://ingestion.peak.ai", "other")
     assert budget_key("https://ingestion.peak.ai", token, tenant="acme") == "peak:rate:tenant:acme"
+
+
+# --- The host budget: one schedule in a file for every process of this host ----------------------------------
+
+
+def test_host_slots_are_evenly_spaced_across_holders_of_one_file(tmp_path: Path) -> None:
+    key = f"peak:rate:tenant:{uuid.uuid4().hex}"
+    holders = [HostSlots(key, 1000, directory=tmp_path / "budgets") for _ in range(2)]
+    assert holders[0].path == holders[1].path
+    drawn = draw_in_threads(holders, threads=4, each=100)
+    starts = sorted(slot.start for slot in drawn)
+    assert len(set(starts)) == 400
+    assert min(gaps(starts)) >= holders[0].interval_us == round(HEADROOM * 1e6 / 1000)
+    assert all(slot.start >= slot.now for slot in drawn)
+
+
+def test_a_push_delays_every_holder_and_a_host_throttle_cuts_the_rate(tmp_path: Path) -> None:
+    key = f"peak:rate:tenant:{uuid.uuid4().hex}"
+    budget = SharedBudget(
+        HostSlots(key, 50, directory=tmp_path), AdaptivePacer(50, rand=lambda: 0.0), tenant_wide=False
+    )
+    other = HostSlots(key, 50, directory=tmp_path)  # another process of this host
+    budget.acquire()
+    before = round(time.monotonic() * 1e6)
+    assert budget.on_throttle(2.0) == pytest.approx(2.0, abs=0.05)  # Retry-After (no jitter here)
+    held = other.next_slot().start
+    assert held >= before + 2_000_000
+    assert HostSlots(key, 50, directory=tmp_path).next_slot().start == held + other.interval_us
+    assert budget.pacer.rate < 50  # not tenant-wide: other hosts may share the tenant, so the rate is cut too
+
+
+@pytest.mark.parametrize("problem", ["not a directory", "open to others"])
+def test_an_unusable_host_budget_warns_once_and_paces_alone(
+    problem: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if problem == "not a directory":
+        (tmp_path / "file").write_text("")
+        directory = tmp_path / "file" / "budgets"  # cannot be created, not even by root
+    else:
+        directory = tmp_path / "shared"
+        directory.mkdir()
+        directory.chmod(0o777)  # another user could stall every load through it
+    slots = HostSlots(f"peak:rate:tenant:{uuid.uuid4().hex}", 1000, directory=directory)
+    budget = SharedBudget(slots, AdaptivePacer(1000), tenant_wide=False, name=f"host file {slots.path}")
+    with caplog.at_level(logging.DEBUG, logger="peak_provider.ratecontrol"):
+        for _ in range(20):
+            budget.acquire()
+            budget.on_success()
+        budget.on_throttle(0.0)
+    assert budget.pacer.rate < 1000  # alone, the pacer adapts
+    warnings = [r for r in caplog.records if r.name == "peak_provider.ratecontrol" and r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, caplog.text
+    assert "paces itself" in warnings[0].getMessage() and str(slots.path) in warnings[0].getMessage()
+    assert not budget.available
+    assert not slots.path.exists()  # nothing was written
+
+
+def test_the_host_budget_file_never_holds_the_token(tmp_path: Path) -> None:
+    token = f"pat-canary-{uuid.uuid4().hex}"
+    key = budget_key("http://127.0.0.1:8080", token)
+    slots = HostSlots(key, 50, directory=tmp_path / "budgets")
+    slots.next_slot()
+    slots.push(0.5)
+    (written,) = (tmp_path / "budgets").iterdir()
+    assert written == slots.path and written.name == hashlib.sha256(key.encode()).hexdigest()
+    assert token not in written.name and token not in written.read_text()
+    assert set(json.loads(written.read_text())) == {"boot", "next_free_us", "no_slot_before_us"}
+    assert (written.stat().st_mode & 0o777, written.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+
+
+def test_a_torn_or_stale_host_budget_file_starts_a_new_schedule(tmp_path: Path) -> None:
+    slots = HostSlots("peak:rate:tenant:stale", 50, directory=tmp_path)
+    slots.next_slot()
+    now = round(time.monotonic() * 1e6)
+    boot = json.loads(slots.path.read_text())["boot"]
+    for content in (
+        "",
+        '{"next_free_us": 1',
+        json.dumps({"boot": "another boot", "next_free_us": now + 10**9, "no_slot_before_us": 0}),
+        json.dumps({"boot": boot, "next_free_us": now + 10**12, "no_slot_before_us": 0}),  # no boot id: hours ahead
+    ):
+        slots.path.write_text(content)
+        slot = slots.next_slot()
+        assert slot.start == slot.now, content
+    os.truncate(slots.path, 0)
+    assert slots.next_slot().wait == 0
 
 
 def test_redis_client_reads_an_airflow_connection() -> None:

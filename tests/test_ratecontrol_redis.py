@@ -7,7 +7,6 @@ import json
 import logging
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from peak_provider.ratecontrol import (
 )
 from tests.pg import free_port
 from tests.redis_server import MISSING, REDIS_SERVER, RedisServer, redis_server
-from tests.test_ratecontrol import FakeClock, gaps
+from tests.test_ratecontrol import FakeClock, draw_in_threads, gaps
 from tests.tls import self_signed_cert
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason=MISSING)
@@ -78,16 +77,7 @@ class RecordingSlots(RedisSlots):
 
 def test_slots_are_evenly_spaced_across_threads_by_redis_time(client) -> None:
     slots = RedisSlots(client, "peak:rate:test-threads", 100)
-    drawn: list[Slot] = []
-
-    def draw() -> None:
-        drawn.extend(slots.next_slot() for _ in range(25))
-
-    threads = [threading.Thread(target=draw) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    drawn = draw_in_threads([slots], threads=8, each=25)
     starts = sorted(slot.start for slot in drawn)
     assert len(set(starts)) == 200
     assert min(gaps(starts)) >= 1e6 / 100  # no two slots closer than 1/rate, in Redis's microseconds

@@ -104,19 +104,38 @@ class PeakHook(BaseHook):
         return self._session
 
     def _rate_control(self) -> RateControl:
-        """How this process paces requests to the tenant: adaptive, or drawing from a shared Redis budget."""
+        """How this process paces requests to the tenant: from a shared Redis budget, from this host's budget
+        (``rate_limit_scope`` ``host``, the default) or alone (``process``), adaptive in every case."""
         s = self.settings
         key = budget_key(s.base_url, self.__token, s.rate_limit_tenant)
+        rate = s.requests_per_second
         if s.rate_limit_conn_id:
             try:
-                return SharedBudget.shared(self.get_connection(s.rate_limit_conn_id), key, s.requests_per_second)
+                budget = SharedBudget.shared(self.get_connection(s.rate_limit_conn_id), key, rate)
+                self.log.info(
+                    "Peak rate limit: %g requests/s for the tenant, drawn from the shared request budget in Redis "
+                    "(connection %r) by every worker",
+                    rate,
+                    s.rate_limit_conn_id,
+                )
+                return budget
             except Exception as exc:  # the budget store must never fail a load
                 self.log.warning(
                     "Peak rate limit: shared budget %r unusable (%s); pacing this process adaptively",
                     s.rate_limit_conn_id,
                     excerpt(f"{type(exc).__name__}: {exc}", self._scrub, 200),
                 )
-        return AdaptivePacer.shared(key, s.requests_per_second)
+        elif s.rate_limit_scope == "host":
+            budget = SharedBudget.on_host(key, rate)
+            self.log.info(
+                "Peak rate limit: %g requests/s for the tenant, drawn from this host's request budget (%s) by "
+                "every process of the host, each adapting to throttling",
+                rate,
+                budget.name,
+            )
+            return budget
+        self.log.info("Peak rate limit: %g requests/s for the tenant, paced by this process alone (adaptive)", rate)
+        return AdaptivePacer.shared(key, rate)
 
     @property
     def transport(self) -> Transport:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ import pytest
 from peak_provider.emulator import Limits
 from peak_provider.exceptions import PeakAuthError, PeakHTTPError
 from peak_provider.hooks.peak import PeakHook
+from peak_provider.ratecontrol import AdaptivePacer, HostSlots, SharedBudget, budget_key, host_budget_dir
 
 FAST_RETRIES = {"retry_backoff": 0.01, "retry_backoff_max": 0.05}
 
@@ -166,6 +169,29 @@ def test_dry_run_validates_without_writing(peak_emulator, monkeypatch):
     result = hook.upsert("products", products(3), dry_run=True)
     assert result.dry_run and result.rows_accepted == 3
     assert peak_emulator.rows("INV_PRODUCTS_OOTB") == []
+
+
+@pytest.mark.parametrize("scope", [None, "host", "process"])
+def test_rate_control_per_scope_is_logged(scope, peak_emulator, monkeypatch, caplog):
+    extra = {} if scope is None else {"rate_limit_scope": scope}
+    hook = hook_for(peak_emulator, monkeypatch, **extra)
+    monkeypatch.setattr(PeakHook, "log", logging.getLogger("peak-test-hook"))  # Airflow 3 logs through structlog
+    with caplog.at_level(logging.INFO, logger="peak-test-hook"):
+        result = hook.upsert("products", products(3))
+    assert result.rows_accepted == 3
+    control = hook.transport.control
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Peak rate limit:")]
+    if scope == "process":
+        assert isinstance(control, AdaptivePacer) and "paced by this process alone" in line
+        return
+    assert isinstance(control, SharedBudget) and isinstance(control.slots, HostSlots) and not control.tenant_wide
+    assert control.available and "this host's request budget" in line and str(control.slots.path) in line
+    # the file is the SHA-256 of the budget key, which hashes the token: the token is in neither name nor content
+    key = budget_key(hook.settings.base_url, peak_emulator.token)
+    assert control.slots.path == host_budget_dir() / hashlib.sha256(key.encode()).hexdigest()
+    assert (
+        peak_emulator.token not in str(control.slots.path) and peak_emulator.token not in control.slots.path.read_text()
+    )
 
 
 @pytest.mark.slow  # cost: paced for seconds
