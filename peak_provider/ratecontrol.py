@@ -125,8 +125,11 @@ class AdaptivePacer:
     BETA = 0.7
     SCALE = 0.05
     #: The cut never leaves the rate above what the tenant admitted of this process's requests in the second
-    #: before the throttled one was sent: when K workers all start at the full rate, that is about their
-    #: share, so they converge in one step instead of K halvings (each costing a round of 429s).
+    #: before the throttled one was sent (when the process sent throughout that second): when K workers all
+    #: start at the full rate, that is about their share, so they converge in one step instead of K halvings
+    #: (each costing a round of 429s). At the very start the second reaches back before the first request,
+    #: which is what makes the step: a limit that admits about one second's worth at once (a token bucket of
+    #: one second's capacity, a one-second window) shows each worker its share within that second.
     ADMITTED_SPAN = 1.0
     #: Jitter added to a ``Retry-After`` wait: uniform in [0, max(MIN_JITTER, JITTER * wait)].
     JITTER = 0.2
@@ -163,7 +166,7 @@ class AdaptivePacer:
         self._waiting_for_slot = False
         self.rate = self.max_rate
         self._interval = self._interval_at(self.rate)
-        self._next = -math.inf  # earliest start of the next request
+        self._last_start = -math.inf  # the start of the last granted slot; the next is one interval later
         self._pause_until = -math.inf  # no request starts before this (process-wide throttle pause)
         self._paused_through = -math.inf  # end of the pause time already counted in throttle_wait_seconds
         self._engaged = False  # off the plain fast path: a throttle cut the rate and it has not recovered
@@ -171,7 +174,9 @@ class AdaptivePacer:
         self._k = 0.0
         self._last_cut = -math.inf
         self._consecutive = 0  # throttle events since the last success (for the backoff without Retry-After)
-        self._resumed = -math.inf  # the end of the last throttle pause (a cut counts admissions only after it)
+        # Where this process last resumed sending, after a throttle pause or a stall of over ADMITTED_SPAN (a
+        # warehouse stall, the next load): a cut counts admitted requests only after it.
+        self._resumed = -math.inf
         self._measured = 0.0
         self._count = 0
         # Send times of recent answered, unthrottled requests. The newest is always kept: a non-empty deque
@@ -200,6 +205,11 @@ class AdaptivePacer:
         """Wall-clock seconds that requests of this process waited for throttle pauses to end (cumulative)."""
         return self._throttle_wait
 
+    @property
+    def consecutive_throttles(self) -> int:
+        """Throttle events since the last success."""
+        return self._consecutive
+
     def pause_remaining(self) -> float:
         """Seconds left of the current throttle pause (0 when sending is not paused)."""
         return max(0.0, self._pause_until - self._clock())
@@ -212,8 +222,12 @@ class AdaptivePacer:
         :meth:`on_throttle` if that request is throttled.
         """
         with self._turn:
-            while self._waiting_for_slot:
-                self._turn.wait()
+            try:
+                while self._waiting_for_slot:
+                    self._turn.wait()
+            except BaseException:  # e.g. a task timeout's signal: pass on a wake-up this thread may have taken
+                self._turn.notify()
+                raise
             self._waiting_for_slot = True
         try:
             while True:
@@ -229,8 +243,8 @@ class AdaptivePacer:
     def try_acquire(self) -> tuple[bool, float]:
         """``(True, start)`` when the next slot is due and now taken, else ``(False, seconds until it is due)``.
 
-        Slots are granted one at a time, each at the rate in force when it is granted: a waiting thread holds
-        no reservation, so a rate change or a throttle pause that starts while it waits applies to it at once.
+        Slots are granted one at a time, one interval at the rate in force after the last one: a waiting thread
+        holds no reservation, so a rate change or a throttle pause that starts while it waits applies to it.
         """
         with self._lock:
             now = self._clock()
@@ -241,12 +255,14 @@ class AdaptivePacer:
                 if resume > self._last_bucket:
                     self._last_bucket, self._count = resume, 0
                 return False, self._pause_until - now
-            due = max(self._next, self._pause_until)
+            due = max(self._last_start + self._interval, self._pause_until)
             if due > now:
                 return False, due - now
             # A thread that wakes a little late keeps the cadence; after an idle spell, start from now.
             start = due if now - due < self._interval else now
-            self._next = start + self._interval
+            if start - self._last_start > self.ADMITTED_SPAN and self._last_start > -math.inf:
+                self._resumed = max(self._resumed, start)  # sending resumes after a stall (see _cut)
+            self._last_start = start
             self._record(start)
             return True, start
 
@@ -307,7 +323,8 @@ class AdaptivePacer:
     def _cut(self, now: float, sent_at: float | None) -> None:
         """Multiplicative decrease from the lower of the current and the measured send rate, and never above
         the rate the tenant admitted in the :data:`ADMITTED_SPAN` before ``sent_at``, unless that span reaches
-        back into the last throttle pause (the process was not sending then: the count would be far too low)."""
+        back before the process last resumed sending (after a throttle pause or a stall it was not sending for
+        part of the span: the count would be far too low)."""
         base = min(self.rate, self._measured) if self._measured > 0 else self.rate
         if math.isinf(base):
             return  # no limit and nothing measured yet: only the pause applies
@@ -467,7 +484,11 @@ class HostSlots:
     def next_slot(self) -> Slot:
         """Take the next free slot of the budget."""
         with self._schedule() as (state, now):
-            start = max(now, state["next_free_us"], state["no_slot_before_us"])
+            due = max(state["next_free_us"], state["no_slot_before_us"])
+            # A draw a little after its slot keeps the cadence (as the pacer does): every process's pacer has
+            # already spaced it, and starting the schedule again from "now" would lose each draw's wake-up
+            # delay for good (a lone load lost 4 points of the ceiling). After an idle spell, start from now.
+            start = due if now - due < self.interval_us else now
             state["next_free_us"] = start + self.interval_us
         return Slot(start, now)
 
@@ -521,9 +542,10 @@ class SharedBudget:
     Each request first passes the pacer (the process's throttle pause and its adaptive rate), then takes the
     budget's next slot and waits for it. A throttle goes to the pacer and also pushes the budget's next slot
     past the pause, for every process that draws from it. A budget that covers the whole tenant (Redis) sets
-    the rate, so a throttle does not cut the pacer's; a host budget does not (other hosts may load into the
-    tenant), so the pacer also cuts its rate as it does alone. If the store fails, one warning is logged and
-    the pacer alone paces requests; the store is tried again every ``retry_down`` seconds.
+    the rate, so a throttle does not cut the pacer's (unless throttles repeat with no success between them); a
+    host budget does not (other hosts may load into the tenant), so the pacer also cuts its rate as it does
+    alone. If the store fails, one warning is logged and the pacer alone paces requests; the store is tried
+    again every ``retry_down`` seconds.
 
     :param tenant_wide: every client of the tenant draws from this budget (Redis), not only this host's.
     :param scrub: removes secrets (the Redis password) from error text before it is logged.
@@ -614,9 +636,13 @@ class SharedBudget:
 
     def on_throttle(self, retry_after: float | None = None, *, sent_at: float | None = None) -> float:
         """The pacer's pause, pushed to every process of the budget. The pacer's rate is cut unless the budget
-        is tenant-wide (then the rate is the budget's); while the store is down the pacer cuts as usual.
+        is tenant-wide (then the rate is the budget's) and this is the first throttle since a success; while the
+        store is down the pacer cuts as usual.
         """
-        pause = self.pacer.on_throttle(retry_after, sent_at=sent_at, cut=not (self.tenant_wide and self._usable()))
+        # A tenant-wide budget sets the rate, but throttles that repeat with no success between them say the
+        # tenant admits less than the budget hands out (a lower real limit, other clients): then cut too.
+        keep = self.tenant_wide and self._usable() and self.pacer.consecutive_throttles == 0
+        pause = self.pacer.on_throttle(retry_after, sent_at=sent_at, cut=not keep)
         if pause > 0 and self._usable():
             try:
                 self.slots.push(pause)

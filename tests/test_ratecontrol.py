@@ -349,6 +349,27 @@ def test_a_throttle_soon_after_a_pause_cuts_by_beta_not_to_the_paused_count() ->
     assert pacer.rate == pytest.approx(0.7 * before, rel=0.05)  # not 7 requests/s
 
 
+def test_a_throttle_after_a_stall_cuts_as_without_the_admitted_cap() -> None:
+    """A stall (the warehouse, the next load of the process) leaves the same hole in the admitted count as a
+    pause: the cut is the one a pacer that was never told what was admitted makes, not the few sent since."""
+
+    def stall_then_throttle(report_sent_at: bool) -> float:
+        clock = FakeClock()
+        pacer = pacer_on(clock, 50, rand=lambda: 0.0)
+        for _ in range(150):  # 3 s at the full rate, all admitted
+            sent_at = pacer.acquire()
+            pacer.on_success(sent_at if report_sent_at else None)
+        clock.t += 1.2  # nothing to send for 1.2 s
+        for _ in range(3):
+            sent_at = pacer.acquire()
+            pacer.on_success(sent_at if report_sent_at else None)
+        pacer.on_throttle(1.0, sent_at=pacer.acquire())
+        return pacer.rate
+
+    assert stall_then_throttle(True) == pytest.approx(stall_then_throttle(False))
+    assert stall_then_throttle(True) > 3.0  # what was admitted since the stall
+
+
 def test_a_pause_without_a_cut_keeps_the_rate() -> None:
     clock = FakeClock()
     pacer = pacer_on(clock, 50, rand=lambda: 0.0)
@@ -424,6 +445,19 @@ def test_host_slots_are_evenly_spaced_across_holders_of_one_file(tmp_path: Path)
     assert all(slot.start >= slot.now for slot in drawn)
 
 
+def test_host_slots_drawn_a_little_late_keep_the_cadence(tmp_path: Path) -> None:
+    """A draw that comes after its slot (the thread woke late) does not push the schedule back for good."""
+    clock = FakeClock(100.0)
+    slots = HostSlots(f"peak:rate:tenant:{uuid.uuid4().hex}", 50, directory=tmp_path, clock=clock)
+    interval = slots.interval_us
+    first = slots.next_slot().start
+    clock.t += 1.2 * interval / 1e6  # late by a fifth of an interval
+    late = slots.next_slot()
+    assert (late.start - first, late.wait) == (interval, 0)  # on the cadence, sent at once
+    clock.t += 10.0  # an idle spell: the schedule starts again from now
+    assert slots.next_slot().start == round(clock.t * 1e6)
+
+
 def test_a_push_delays_every_holder_and_a_host_throttle_cuts_the_rate(tmp_path: Path) -> None:
     key = f"peak:rate:tenant:{uuid.uuid4().hex}"
     budget = SharedBudget(
@@ -437,6 +471,22 @@ def test_a_push_delays_every_holder_and_a_host_throttle_cuts_the_rate(tmp_path: 
     assert held >= before + 2_000_000
     assert HostSlots(key, 50, directory=tmp_path).next_slot().start == held + other.interval_us
     assert budget.pacer.rate < 50  # not tenant-wide: other hosts may share the tenant, so the rate is cut too
+
+
+def test_a_tenant_wide_budget_cuts_only_when_throttles_repeat_without_a_success(tmp_path: Path) -> None:
+    """One throttle is a clock edge: pause, keep the budget's rate. A second before any success says the tenant
+    admits less than the budget hands out (a lower real limit, other clients): cut as well."""
+    key = f"peak:rate:tenant:{uuid.uuid4().hex}"
+    budget = SharedBudget(HostSlots(key, 1000, directory=tmp_path), AdaptivePacer(1000, rand=lambda: 0.0))
+    for _ in range(3):
+        budget.on_success(budget.acquire())
+    budget.on_throttle(0.0, sent_at=budget.acquire())
+    assert budget.pacer.rate == 1000
+    budget.on_success(budget.acquire())
+    budget.on_throttle(0.0, sent_at=budget.acquire())  # after a success: still one event
+    assert budget.pacer.rate == 1000
+    budget.on_throttle(0.0, sent_at=budget.acquire())  # again, with no success between
+    assert budget.pacer.rate < 1000
 
 
 @pytest.mark.parametrize("problem", ["not a directory", "open to others"])
