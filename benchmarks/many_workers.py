@@ -4,6 +4,7 @@ Redis (shared), or in a file of this host (host, the default)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import statistics
@@ -21,12 +22,15 @@ from benchmarks.fleet import BARRIER_TIMEOUT
 from benchmarks.harness import Bench, tree_cpu
 from benchmarks.report import Goal, Section, table
 from benchmarks.warehouse import connect
-from peak_provider.ratecontrol import HostSlots, budget_key, host_budget_dir
+from peak_provider.api import MAX_ROWS_PER_REQUEST, REQUESTS_PER_SECOND
+from peak_provider.ratecontrol import AdaptivePacer, HostSlots, budget_key, host_budget_dir
 from tests.processes import stop_tree
 from tests.redis_server import MISSING, REDIS_SERVER, RedisServer, redis_server
 
-API_RPS = 50
-API_ROWS_PER_S = API_RPS * 500
+API_RPS = REQUESTS_PER_SECOND
+API_ROWS_PER_S = API_RPS * MAX_ROWS_PER_REQUEST
+#: The pacer's first pause after a throttle without ``Retry-After`` (jittered down to half of it).
+BACKOFF = inspect.signature(AdaptivePacer).parameters["backoff"].default
 LATENCY_MS = 100
 MODES = ("token-bucket", "fixed-window")
 REDIS_CONN_ID = "bench_redis"
@@ -251,7 +255,7 @@ def _setup_lines(commands: Sequence[str], table_name: str, rows: int, workers: S
         f"- Workers: `python -m benchmarks.fleet '<spec>'` imports Airflow once and forks K worker processes, as "
         "Celery's prefork pool does. A barrier releases them together. Each worker runs "
         "`SqlToPeakOperator(resource='sale', operation='APPEND')` with the default connection settings "
-        f"(requests_per_second 50, max_in_flight 16) on its own `sale_id` slice of the first {rows:,} rows of "
+        f"(requests_per_second {API_RPS}, max_in_flight 16) on its own `sale_id` slice of the first {rows:,} rows of "
         f"`{table_name}` (indexed on `sale_id`). APPEND is resumable by default, so each slice is read in "
         "primary-key order.",
         f"- *{ADAPTIVE}*: the extra `rate_limit_scope=process`: each process paces itself and backs off when "
@@ -332,18 +336,21 @@ def _reading(runs: Sequence[FleetRun]) -> list[str]:
         f"*{HOST}* from one in a file that every process of this host locks for each draw. K workers together "
         "send as one client, and the limit's mode does not matter. The host budget also cuts the rate of a "
         "throttled process (another host may share the tenant); Redis's does not. With *adaptive* control each "
-        "process starts at the full 50 requests/s. A 429 cuts its rate to 70% and pauses all its threads, "
+        f"process starts at the full {API_RPS} requests/s. A 429 cuts its rate to {AdaptivePacer.BETA:.0%} (or to "
+        "what the tenant admitted of its requests in the last second, if lower) and pauses all its threads, "
         "and the rate then climbs back (CUBIC). The token bucket answers `Retry-After: 1`, so the pause is 1 s "
         "plus up to 0.2 s of jitter. The fixed window answers without `Retry-After`, so the pause is a "
-        "jittered exponential backoff (0.5 to 1 s, doubling while the throttles go on). K processes that each probe upward keep finding the limit, "
-        "which costs 429s and paused time as K grows.",
+        f"jittered exponential backoff ({BACKOFF / 2:g} to {BACKOFF:g} s at first, doubling while the throttles go "
+        "on). K processes that each probe upward keep finding the limit, which costs 429s and paused time as K "
+        "grows.",
         "",
-        "A fixed window refuses the 51st request of a wall-clock second and gives no burst allowance. At "
-        "1.01/50 s spacing about half of the seconds hold 50 requests, so a request that arrives a few "
+        f"A fixed window refuses request {API_RPS + 1} of a wall-clock second and gives no burst allowance. At "
+        f"1.01/{API_RPS} s spacing about half of the seconds hold {API_RPS} requests, so a request that arrives a few "
         "milliseconds off its slot can be the 51st, even with the shared budget. Thread wake-ups and CPU "
         "contention while 16 workers start are enough. A token bucket absorbs that jitter with its burst "
-        "capacity. Each 429 pauses the process (with the shared budget, every worker) and cuts its rate, so "
-        "one 429 costs far more than one request.",
+        "capacity. Each 429 pauses the process (with a budget, every process that draws from it) and cuts its "
+        "rate (with Redis's budget only when 429s repeat with no success between them), so one 429 costs far "
+        "more than one request.",
         "",
     ]
     return lines

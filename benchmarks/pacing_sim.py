@@ -21,9 +21,10 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from peak_provider.api import REQUESTS_PER_SECOND
 from peak_provider.ratecontrol import AdaptivePacer
 
-RATE = 50.0
+RATE = float(REQUESTS_PER_SECOND)
 
 
 class Clock:
