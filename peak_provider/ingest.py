@@ -15,13 +15,18 @@ bytes, and sends up to ``max_in_flight`` batches at once on a thread pool. Its r
 - **413.** A batch the API refuses as too large is split in halves and retried; a single row is rejected
   when it is large (at least half of ``max_request_bytes``), and the load fails with one clear message
   when even a small row is refused (a proxy's body limit far below ours).
+- **Cadence.** From the first send until :meth:`SendingWindow.close`, the objects alive before it are out
+  of the cycle collector's reach (:func:`frozen_heap`), so a full collection cannot stall every sending
+  thread.
 """
 
 from __future__ import annotations
 
+import gc
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -34,6 +39,25 @@ from peak_provider.transport import PayloadTooLarge
 
 #: Bucket codes of a settled row (``UNSENT`` rows are not settled: a retry sends them).
 ACCEPTED, REJECTED, IN_DOUBT = 0, 1, 2
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Keep the objects alive on entry out of the cycle collector's reach until exit (:func:`gc.freeze`).
+
+    A full collection walks every tracked object while it holds the GIL. An Airflow task holds about 170,000
+    after its imports, so one takes ~140 ms, in which no sending thread can start its request (seven slots at
+    50 requests/s). Objects created inside the block are still collected. On exit everything frozen is thawed,
+    unless something was frozen on entry: then the process's owner freezes (Airflow's executors do before
+    they fork), and its choice stands.
+    """
+    owner_freezes = gc.get_freeze_count() > 0
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if not owner_freezes:
+            gc.unfreeze()
 
 
 @dataclass(slots=True)
@@ -131,6 +155,7 @@ class SendingWindow:
         self._held: list[Batch] = []
         self._pending: dict[Future[list[Part]], Batch] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="peak-ingest")
+        self._frozen: AbstractContextManager[None] | None = None  # from the first send to close()
         # progress (only with on_progress): settled rows past the prefix, and the prefix's counts
         self._track = on_progress is not None
         self._status: dict[int, int] = {}
@@ -209,7 +234,12 @@ class SendingWindow:
             self.on_progress(self._progress(final=True))
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            frozen, self._frozen = self._frozen, None
+            if frozen is not None:
+                frozen.__exit__(None, None, None)
 
     # --- batches ---------------------------------------------------------------------------------------
 
@@ -240,6 +270,9 @@ class SendingWindow:
         return len(self._unsettled) > self.max_in_flight
 
     def _submit(self, batch: Batch) -> None:
+        if self._frozen is None:
+            self._frozen = frozen_heap()
+            self._frozen.__enter__()
         self._pending[self._pool.submit(self._send_parts, batch.rows, 0, len(batch.rows))] = batch
 
     def _release_held(self) -> None:

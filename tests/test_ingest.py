@@ -7,6 +7,7 @@ with an error. Events order the answers; no test depends on how fast anything ru
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from peak_provider.exceptions import PeakAuthError, PeakError, PeakHTTPError
-from peak_provider.ingest import Progress, SendingWindow
+from peak_provider.ingest import Progress, SendingWindow, frozen_heap
 from peak_provider.reply import Failure
 from peak_provider.result import IngestResult, Rejection
 from peak_provider.retries import Applied, Cause
@@ -564,3 +565,43 @@ def test_413_for_a_small_row_alone_fails_the_load_once_without_sending_the_rest(
     assert "lower max_request_bytes" in str(load.error)
     assert load.rejections == []
     assert load.buckets() == {"accepted": 0, "rejected": 0, "in_doubt": 0, "unsent": 500}
+
+
+# --- cadence: the collector stays off the heap that existed before the load ---------------------------
+
+
+def test_the_heap_alive_before_the_load_is_frozen_while_it_sends():
+    """A full collection of a large heap holds the GIL for ~140 ms: no sending thread could start a request."""
+    if gc.get_freeze_count():
+        pytest.skip("this test process already froze objects")
+    before = ["alive before the load"]  # a container, so the collector tracks it
+    gc.collect()  # now in the oldest generation
+    assert any(o is before for o in gc.get_objects(generation=2))
+    collectable: list[bool] = []
+
+    def answer(positions: list[int]) -> list[Failure]:
+        collectable.append(any(o is before for o in gc.get_objects()))  # frozen objects are in no generation
+        return []
+
+    fake = FakeSend(answer)
+    stream(make_load(fake, max_rows=2), ["A", "B", "C"])
+    assert collectable == [False, False]
+    assert gc.get_freeze_count() == 0, "the load thawed what it froze"
+    assert any(o is before for o in gc.get_objects())
+    assert fake.calls == [[0, 1], [2]]
+
+
+def test_frozen_heap_thaws_only_what_it_froze():
+    if gc.get_freeze_count():
+        pytest.skip("this test process already froze objects")
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # the process's owner freezes (as Airflow's executors do before they fork)
+    try:
+        owned = gc.get_freeze_count()
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() >= owned, "the owner's frozen objects were thawed"
+    finally:
+        gc.unfreeze()
