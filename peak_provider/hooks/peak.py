@@ -212,10 +212,10 @@ class PeakHook(BaseHook):
         """Validate, serialise and send ``rows`` to the resource's object, streaming.
 
         Rows are consumed one at a time and at most ``max_in_flight`` batches are held, so a generator
-        of any length runs in flat memory. While it sends, the objects that were alive before are frozen out
-        of the cycle collector (:func:`gc.freeze`; see :func:`~peak_provider.ingest.frozen_heap`). Every row read ends up accepted, rejected, in doubt or unsent
+        of any length runs in flat memory. Every row read ends up accepted, rejected, in doubt or unsent
         (see :class:`IngestResult`); rejected and in-doubt rows go to ``on_rejected`` as they happen. A
-        row is never applied before an earlier-read row with the same primary key.
+        row is never applied before an earlier-read row with the same primary key. While it sends, the
+        objects alive before are frozen out of the cycle collector (see :func:`~peak_provider.ingest.frozen_heap`).
 
         :param resource: catalogue name, e.g. ``products`` or ``sale``.
         :param rows: mappings (column -> value), or sequences in the order of ``columns``.
