@@ -26,7 +26,7 @@ import gc
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -155,7 +155,8 @@ class SendingWindow:
         self._held: list[Batch] = []
         self._pending: dict[Future[list[Part]], Batch] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="peak-ingest")
-        self._frozen: AbstractContextManager[None] | None = None  # from the first send to close()
+        self._frozen = ExitStack()  # holds frozen_heap() from the first send to close()
+        self._sent_any = False
         # progress (only with on_progress): settled rows past the prefix, and the prefix's counts
         self._track = on_progress is not None
         self._status: dict[int, int] = {}
@@ -237,9 +238,7 @@ class SendingWindow:
         try:
             self._pool.shutdown(wait=True, cancel_futures=True)
         finally:
-            frozen, self._frozen = self._frozen, None
-            if frozen is not None:
-                frozen.__exit__(None, None, None)
+            self._frozen.close()
 
     # --- batches ---------------------------------------------------------------------------------------
 
@@ -270,9 +269,9 @@ class SendingWindow:
         return len(self._unsettled) > self.max_in_flight
 
     def _submit(self, batch: Batch) -> None:
-        if self._frozen is None:
-            self._frozen = frozen_heap()
-            self._frozen.__enter__()
+        if not self._sent_any:
+            self._sent_any = True
+            self._frozen.enter_context(frozen_heap())
         self._pending[self._pool.submit(self._send_parts, batch.rows, 0, len(batch.rows))] = batch
 
     def _release_held(self) -> None:

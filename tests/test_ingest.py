@@ -570,10 +570,14 @@ def test_413_for_a_small_row_alone_fails_the_load_once_without_sending_the_rest(
 # --- cadence: the collector stays off the heap that existed before the load ---------------------------
 
 
-def test_the_heap_alive_before_the_load_is_frozen_while_it_sends():
-    """A full collection of a large heap holds the GIL for ~140 ms: no sending thread could start a request."""
+@pytest.fixture
+def nothing_frozen() -> None:
     if gc.get_freeze_count():
         pytest.skip("this test process already froze objects")
+
+
+def test_the_heap_alive_before_the_load_is_frozen_while_it_sends(nothing_frozen):
+    """A full collection of a large heap holds the GIL for ~140 ms: no sending thread could start a request."""
     before = ["alive before the load"]  # a container, so the collector tracks it
     gc.collect()  # now in the oldest generation
     assert any(o is before for o in gc.get_objects(generation=2))
@@ -591,9 +595,7 @@ def test_the_heap_alive_before_the_load_is_frozen_while_it_sends():
     assert fake.calls == [[0, 1], [2]]
 
 
-def test_frozen_heap_thaws_only_what_it_froze():
-    if gc.get_freeze_count():
-        pytest.skip("this test process already froze objects")
+def test_frozen_heap_thaws_only_what_it_froze(nothing_frozen):
     with frozen_heap():
         assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0
