@@ -51,7 +51,7 @@ class HostileServer:
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"hostile-{self.port}", daemon=True
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, name=f"hostile-{self.port}", daemon=True
         )
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

@@ -61,6 +61,8 @@ class RawServer:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept loop now, not at its next timeout
         self._threads[0].join(timeout=10)  # the accept loop: no connection starts after it
         self._listener.close()
         with self._lock:

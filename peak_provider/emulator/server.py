@@ -274,7 +274,7 @@ class Emulator:
         self._port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="peak-emulator", daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="peak-emulator", daemon=True
         )
         self._thread.start()
         return self
