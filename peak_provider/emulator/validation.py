@@ -21,6 +21,9 @@ _TIMESTAMP_PATTERNS = {
 }
 _DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
+#: Distinct key shapes a validator remembers (rows of one object rarely have more than a handful).
+_MAX_SHAPES = 64
+
 RowError = dict[str, Any]
 Check = Callable[[Any], RowError | None]
 
@@ -47,8 +50,11 @@ def valid_timestamp(fmt: str, value: str) -> bool:
     The pattern pins every character, so ``fromisoformat`` of the first 19 only checks the ranges
     (month 13, 31 April, 25 o'clock); no cache, real rows rarely repeat a timestamp.
     """
-    if _TIMESTAMP_PATTERNS[fmt].fullmatch(value) is None:
-        return False
+    return _TIMESTAMP_PATTERNS[fmt].fullmatch(value) is not None and _real_time(value)
+
+
+def _real_time(value: str) -> bool:
+    """The first 19 characters of a pattern-checked timestamp name a real date and time."""
     try:
         datetime.fromisoformat(value[:19])
     except ValueError:
@@ -106,12 +112,17 @@ def _type_check(col: Column, timestamp_format: str) -> Check:
     if kind == "boolean":
         return lambda value: None if type(value) is bool else wrong(value)
     if kind == "timestamp":
+        fullmatch = _TIMESTAMP_PATTERNS[timestamp_format].fullmatch
 
         def check_timestamp(value: Any) -> RowError | None:
             if type(value) is not str:
                 return wrong(value)
-            if valid_timestamp(timestamp_format, value):
-                return None
+            if fullmatch(value) is not None:
+                try:
+                    datetime.fromisoformat(value[:19])  # the ranges, as in valid_timestamp
+                    return None
+                except ValueError:
+                    pass
             return _err(
                 errors.BAD_FORMAT,
                 name,
@@ -153,6 +164,20 @@ class RowValidator:
         self._exact = dict(entries)
         self._lower = {name.lower(): entry for name, entry in entries.items()}
         self._required = frozenset(c.name for c in columns if c.required and not c.primary_key)
+        self._shapes: dict[tuple[str, ...], tuple[tuple[Check, RowError | None], ...] | None] = {}
+
+    def _shape_checks(self, keys: tuple[str, ...]) -> tuple[tuple[Check, RowError | None], ...] | None:
+        """The value checks of rows whose keys are exactly ``keys``, in order, or ``None`` when such a row
+        fails whatever its values (a key unknown or not spelt as its column, a required or key column
+        missing). Cached per shape: a batch's rows nearly always share one."""
+        if keys in self._shapes:
+            return self._shapes[keys]
+        exact = self._exact
+        clean = all(k in exact for k in keys) and set(keys) >= self._required and set(keys) >= set(self.primary_key)
+        checks = tuple((exact[k][1], exact[k][2]) for k in keys) if clean else None
+        if len(self._shapes) < _MAX_SHAPES:
+            self._shapes[keys] = checks
+        return checks
 
     def validate(self, rows: Sequence[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Split rows into valid rows (keys normalised to column names) and failure entries."""
@@ -169,6 +194,16 @@ class RowValidator:
                     }
                 )
                 continue
+            checks = self._shape_checks(tuple(row))
+            if checks is not None:
+                # Fast path: every key is its column's own spelling, so ``row`` is already normalised;
+                # any failing value sends the row through the full pass below for its complete errors.
+                for (check, null_error), value in zip(checks, row.values(), strict=True):
+                    if (null_error if value is None else check(value)) is not None:
+                        break
+                else:
+                    valid.append(row)
+                    continue
             out: dict[str, Any] = {}
             row_errors: list[RowError] | None = None
             for key, value in row.items():

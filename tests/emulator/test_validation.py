@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from peak_provider.emulator import errors
 from peak_provider.emulator.validation import Column, RowValidator, valid_timestamp
 from tests.emulator.helpers import PRODUCTS, product
 
@@ -205,3 +206,43 @@ def test_json_columns_take_any_value():
 )
 def test_timestamp_formats_are_exact(fmt, value, ok):
     assert valid_timestamp(fmt, value) is ok
+    validator = RowValidator([Column("at", "timestamp", True, False, primary_key=True)], ["at"], fmt)
+    valid, failed = validator.validate([{"at": value}])
+    assert (len(valid), [e["code"] for f in failed for e in f["errors"]]) == (
+        (1, []) if ok else (0, [errors.BAD_FORMAT])
+    )
+
+
+def _two_column_validator() -> RowValidator:
+    columns = [Column("id", "string", True, False, primary_key=True), Column("n", "integer", True, False)]
+    return RowValidator(columns, ["id"], "YYYY-MM-DD HH:MM:SS")
+
+
+def test_rows_of_one_shape_are_checked_one_by_one():
+    """Rows with the same keys share a cached plan; a bad value still gets its row's every error."""
+    v = _two_column_validator()
+    rows = [
+        {"id": "a", "n": 1},
+        {"id": "b", "n": "2"},
+        {"id": None, "n": 3},
+        {"id": "c", "n": None},
+        {"id": "d", "n": 4},
+    ]
+    valid, failed = v.validate(rows)
+    assert valid == [{"id": "a", "n": 1}, {"id": "d", "n": 4}]
+    assert [(f["index"], [(e["code"], e["field"]) for e in f["errors"]]) for f in failed] == [
+        (1, [(errors.WRONG_TYPE, "n")]),
+        (2, [(errors.PRIMARY_KEY_MISSING, "id")]),
+        (3, [(errors.NULL_NOT_ALLOWED, "n")]),
+    ]
+
+
+def test_a_shape_that_fails_whatever_its_values_is_checked_in_full_every_time():
+    v = _two_column_validator()
+    rows = [{"ID": "a", "n": 1}, {"id": "b"}, {"id": "c", "n": 1, "x": 0}, {"ID": "d", "n": 2}, {"id": "e", "n": 5}]
+    valid, failed = v.validate(rows)
+    assert valid == [{"id": "a", "n": 1}, {"id": "d", "n": 2}, {"id": "e", "n": 5}]  # keys spelt as the columns
+    assert [(f["index"], [(e["code"], e["field"]) for e in f["errors"]]) for f in failed] == [
+        (1, [(errors.MISSING_REQUIRED, "n")]),
+        (2, [(errors.UNKNOWN_ATTRIBUTE, "x")]),
+    ]
