@@ -164,17 +164,20 @@ class RowValidator:
         self._exact = dict(entries)
         self._lower = {name.lower(): entry for name, entry in entries.items()}
         self._required = frozenset(c.name for c in columns if c.required and not c.primary_key)
-        self._shapes: dict[tuple[str, ...], tuple[tuple[Check, RowError | None], ...] | None] = {}
+        self._shapes: dict[tuple[str, ...], tuple[tuple[Check, RowError | None], ...]] = {}
 
     def _shape_checks(self, keys: tuple[str, ...]) -> tuple[tuple[Check, RowError | None], ...] | None:
         """The value checks of rows whose keys are exactly ``keys``, in order, or ``None`` when such a row
         fails whatever its values (a key unknown or not spelt as its column, a required or key column
-        missing). Cached per shape: a batch's rows nearly always share one."""
-        if keys in self._shapes:
-            return self._shapes[keys]
+        missing). Only passing shapes are remembered (a batch's rows nearly always share one), at most
+        ``_MAX_SHAPES``, so junk keys neither hold memory nor crowd out the real shapes."""
+        checks = self._shapes.get(keys)
+        if checks is not None:
+            return checks
         exact = self._exact
-        clean = all(k in exact for k in keys) and set(keys) >= self._required and set(keys) >= set(self.primary_key)
-        checks = tuple((exact[k][1], exact[k][2]) for k in keys) if clean else None
+        if not (all(k in exact for k in keys) and self._required.issubset(keys) and set(self.primary_key) <= set(keys)):
+            return None
+        checks = tuple((exact[k][1], exact[k][2]) for k in keys)
         if len(self._shapes) < _MAX_SHAPES:
             self._shapes[keys] = checks
         return checks

@@ -21,7 +21,7 @@ ROWS_PER_BATCH = 10
 OBJECT = "INV_STOCK_OOTB"
 HOT = {"product_id": "HOT", "location_id": "L1", "day_date": "2025-03-01"}
 FAULTS: dict[str, dict[str, Any]] = {
-    "slow": {"slow_rate": 0.2, "slow_seconds": 0.03},
+    "slow": {"slow_rate": 0.2, "slow_seconds": 0.1},
     "503": {"error_rate": 0.1, "error_statuses": [503]},
 }
 
