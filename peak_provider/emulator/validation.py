@@ -117,12 +117,8 @@ def _type_check(col: Column, timestamp_format: str) -> Check:
         def check_timestamp(value: Any) -> RowError | None:
             if type(value) is not str:
                 return wrong(value)
-            if fullmatch(value) is not None:
-                try:
-                    datetime.fromisoformat(value[:19])  # the ranges, as in valid_timestamp
-                    return None
-                except ValueError:
-                    pass
+            if fullmatch(value) is not None and _real_time(value):
+                return None
             return _err(
                 errors.BAD_FORMAT,
                 name,
