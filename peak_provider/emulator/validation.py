@@ -50,11 +50,8 @@ def valid_timestamp(fmt: str, value: str) -> bool:
     The pattern pins every character, so ``fromisoformat`` of the first 19 only checks the ranges
     (month 13, 31 April, 25 o'clock); no cache, real rows rarely repeat a timestamp.
     """
-    return _TIMESTAMP_PATTERNS[fmt].fullmatch(value) is not None and _real_time(value)
-
-
-def _real_time(value: str) -> bool:
-    """The first 19 characters of a pattern-checked timestamp name a real date and time."""
+    if _TIMESTAMP_PATTERNS[fmt].fullmatch(value) is None:
+        return False
     try:
         datetime.fromisoformat(value[:19])
     except ValueError:
@@ -112,12 +109,11 @@ def _type_check(col: Column, timestamp_format: str) -> Check:
     if kind == "boolean":
         return lambda value: None if type(value) is bool else wrong(value)
     if kind == "timestamp":
-        fullmatch = _TIMESTAMP_PATTERNS[timestamp_format].fullmatch
 
         def check_timestamp(value: Any) -> RowError | None:
             if type(value) is not str:
                 return wrong(value)
-            if fullmatch(value) is not None and _real_time(value):
+            if valid_timestamp(timestamp_format, value):
                 return None
             return _err(
                 errors.BAD_FORMAT,
@@ -160,6 +156,7 @@ class RowValidator:
         self._exact = dict(entries)
         self._lower = {name.lower(): entry for name, entry in entries.items()}
         self._required = frozenset(c.name for c in columns if c.required and not c.primary_key)
+        self._needed = self._required | frozenset(self.primary_key)  # a row without one fails whatever its values
         self._shapes: dict[tuple[str, ...], tuple[tuple[Check, RowError | None], ...]] = {}
 
     def _shape_checks(self, keys: tuple[str, ...]) -> tuple[tuple[Check, RowError | None], ...] | None:
@@ -171,7 +168,7 @@ class RowValidator:
         if checks is not None:
             return checks
         exact = self._exact
-        if not (all(k in exact for k in keys) and self._required.issubset(keys) and set(self.primary_key) <= set(keys)):
+        if not (all(k in exact for k in keys) and self._needed.issubset(keys)):
             return None
         checks = tuple((exact[k][1], exact[k][2]) for k in keys)
         if len(self._shapes) < _MAX_SHAPES:
