@@ -9,7 +9,8 @@ confirms its batch only when it is a JSON object that
   else is not understood;
 - has no ``failed`` (none rejected) or a ``failed`` list whose entries each name a row of the batch by a
   0-based integer index in range (several entries may name one row: one per error). An entry that carries
-  only the row is matched by the caller's ``key_index`` when given; otherwise it is not understood.
+  only the row (the API's exact shape is not documented) names the one row of the batch with the same
+  primary key as sent (:func:`index_by_key`); an entry that matches no row, or several, is not understood.
 
 Anything else (an HTML page, invalid JSON, a JSON array, an index out of range, more failures than
 rows) raises :class:`NotUnderstood`: nothing is confirmed and the batch's rows are *in doubt*. A 204
@@ -99,6 +100,35 @@ def read_ingest_reply(
         for index in range(rows):
             failures.setdefault(index, Failure(index, None, None, reason))
     return [failures[i] for i in sorted(failures)]
+
+
+def index_by_key(rows: Sequence[bytes], primary_key: Sequence[str]) -> Callable[[Mapping[str, Any]], int | None]:
+    """A ``key_index`` for :func:`read_ingest_reply`: the index of the batch row (encoded JSON objects, as sent)
+    whose primary key equals an echoed row's, or ``None`` when no row or several rows match, or the echoed
+    row lacks a key part. The batch is decoded once, on the first call, so the usual answer costs nothing.
+    """
+    by_key: dict[tuple[Any, ...], int | None] | None = None
+
+    def key(row: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        if not primary_key or any(name not in row for name in primary_key):
+            return None
+        return tuple(row[name] for name in primary_key)
+
+    def find(echoed: Mapping[str, Any]) -> int | None:
+        nonlocal by_key
+        if by_key is None:
+            by_key = {}
+            for index, row in enumerate(rows):
+                sent = key(json.loads(row))
+                if sent is not None:
+                    by_key[sent] = None if sent in by_key else index  # a key sent twice names no one row
+        wanted = key(echoed)
+        try:
+            return by_key.get(wanted) if wanted is not None else None
+        except TypeError:  # an unhashable key part (a list or an object): sent keys are scalars
+            return None
+
+    return find
 
 
 def _failure(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from peak_provider.reply import EXCERPT, Failure, NotUnderstood, read_ingest_reply
+from peak_provider.reply import EXCERPT, Failure, NotUnderstood, index_by_key, read_ingest_reply
 
 TOKEN = "pat-canary-0123456789abcdef0123456789abcdef"
 
@@ -196,3 +196,59 @@ def test_a_long_page_not_understood_is_quoted_short_after_scrubbing():
     text = str(caught.value)
     assert TOKEN[:5] not in text
     assert len(text) < 250
+
+
+def sent(*rows: dict[str, Any]) -> list[bytes]:
+    """A batch as the hook sends it: each row one encoded JSON object."""
+    return [json.dumps(row, separators=(",", ":")).encode() for row in rows]
+
+
+BATCH = sent(
+    {"product_id": "P0", "updated_at": "2025-01-15 08:00:00", "pack_size": 1},
+    {"product_id": "P1", "updated_at": "2025-01-15 08:00:00", "pack_size": 2},
+    {"product_id": "P1", "updated_at": "2025-01-16 08:00:00", "pack_size": 3},
+    {"product_id": 7, "updated_at": "2025-01-15 08:00:00", "pack_size": 4},
+)
+KEY = ("product_id", "updated_at")
+
+
+@pytest.mark.parametrize(
+    ("echoed", "expected"),
+    [
+        ({"product_id": "P0", "updated_at": "2025-01-15 08:00:00", "pack_size": 1}, 0),
+        ({"updated_at": "2025-01-16 08:00:00", "product_id": "P1", "pack_size": -9}, 2),  # other values, key order
+        ({"product_id": 7, "updated_at": "2025-01-15 08:00:00"}, 3),
+        ({"product_id": "7", "updated_at": "2025-01-15 08:00:00"}, None),  # a key part of another type
+        ({"product_id": "P9", "updated_at": "2025-01-15 08:00:00"}, None),  # not in the batch
+        ({"product_id": "P0"}, None),  # a key part missing
+        ({"product_id": ["P0"], "updated_at": "2025-01-15 08:00:00"}, None),  # unhashable
+    ],
+    ids=[
+        "first",
+        "key-order-and-other-values",
+        "numeric-key",
+        "key-of-another-type",
+        "not-sent",
+        "part-missing",
+        "unhashable",
+    ],
+)
+def test_index_by_key_names_the_row_with_the_echoed_key(echoed, expected):
+    assert index_by_key(BATCH, KEY)(echoed) == expected
+
+
+def test_index_by_key_names_no_row_for_a_key_sent_twice_or_without_a_key():
+    twice = sent({"product_id": "P0", "x": 1}, {"product_id": "P0", "x": 2}, {"product_id": "P1"})
+    find = index_by_key(twice, ("product_id",))
+    assert (find({"product_id": "P0"}), find({"product_id": "P1"})) == (None, 2)
+    assert index_by_key(twice, ())({"product_id": "P1"}) is None  # a resource without a primary key
+
+
+def test_an_entry_echoing_its_row_rejects_the_row_with_that_key():
+    find = index_by_key(BATCH, KEY)
+    echoed = {"row": json.loads(BATCH[2]), "errors": [{"field": "pack_size", "message": "too big"}]}
+    assert read({"status": "PARTIAL_SUCCESS", "failed": [echoed]}, rows=4, key_index=find) == [
+        Failure(2, "pack_size", None, "pack_size: too big")
+    ]
+    with pytest.raises(NotUnderstood, match="names no row"):
+        read({"failed": [{"row": {"product_id": "P9", "updated_at": "x"}}]}, rows=4, key_index=find)

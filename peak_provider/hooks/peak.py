@@ -20,7 +20,7 @@ from peak_provider.exceptions import PeakConfigError, PeakError, PeakSourceError
 from peak_provider.extras import CONN_TYPE, DEFAULT_CONN_ID, EXTRAS
 from peak_provider.ingest import Progress, SendingWindow
 from peak_provider.ratecontrol import AdaptivePacer, RateControl, SharedBudget, budget_key
-from peak_provider.reply import Failure, excerpt, json_or_none, read_ingest_reply
+from peak_provider.reply import Failure, excerpt, index_by_key, json_or_none, read_ingest_reply
 from peak_provider.resources import Application, Resource, get_application
 from peak_provider.result import IngestResult, Rejection
 from peak_provider.resume import Skipper
@@ -256,7 +256,7 @@ class PeakHook(BaseHook):
             return replace(rejection, code=code, outcome=outcome)
 
         window = SendingWindow(
-            self._batch_sender(self.ingest_url(resource), head, tail, op, object_name, counters),
+            self._batch_sender(self.ingest_url(resource), head, tail, op, object_name, res.primary_key, counters),
             describe,
             result,
             max_rows=s.max_rows_per_request,
@@ -334,7 +334,14 @@ class PeakHook(BaseHook):
         return result
 
     def _batch_sender(
-        self, url: str, head: bytes, tail: bytes, op: str, object_name: str, counters: Counters
+        self,
+        url: str,
+        head: bytes,
+        tail: bytes,
+        op: str,
+        object_name: str,
+        primary_key: Sequence[str],
+        counters: Counters,
     ) -> Callable[[list[bytes]], list[Failure]]:
         """The function a worker thread calls to POST one batch and read which rows the API rejected."""
         transport = self.transport  # built here, not lazily by several worker threads at once
@@ -345,7 +352,7 @@ class PeakHook(BaseHook):
             body = head + b",".join(rows) + tail
 
             def read(status: int, answer: bytes) -> list[Failure]:
-                return read_ingest_reply(status, answer, len(rows), scrub)
+                return read_ingest_reply(status, answer, len(rows), scrub, index_by_key(rows, primary_key))
 
             return transport.request(
                 "POST", url, what=what, body=body, idempotent=op == api.UPSERT, counters=counters, read=read

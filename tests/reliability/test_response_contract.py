@@ -7,6 +7,7 @@ batch's rows are in doubt. UPSERT retries such an answer (it is idempotent), APP
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import pytest
@@ -158,3 +159,38 @@ def test_failed_entries_reject_exactly_their_rows(hostile, load):
         "DI_E_1",
     )
     assert "must be positive" in first.reason and last.key["product_id"] == f"P{ROWS - 1:07d}"
+
+
+def echo_rows(pick: list[int], change: dict | None = None) -> Handler:
+    """A server whose ``failed`` entries carry the rejected row (as received, updated with ``change``), no index."""
+
+    def handler(method: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        if method != "POST" or path != INGEST:
+            return html_answer(LOGIN_PAGE)
+        rows = json.loads(body)["data"]
+        failed = [{"row": {**rows[i], **(change or {})}, "errors": [{"message": "refused"}]} for i in pick]
+        return json_answer({"status": "PARTIAL_SUCCESS", "failed": failed})
+
+    return handler
+
+
+def test_failed_entries_that_echo_their_row_reject_the_row_with_its_key(hostile, load):
+    server = hostile(echo_rows([ROWS - 1, 3], change={"pack_size": "9"}))  # a key match, whatever else differs
+
+    error, rejections, result = load(server, "APPEND")
+
+    assert error is None and len(server.requests) == 1
+    assert (result.rows_accepted, result.rows_rejected, result.rows_in_doubt) == (ROWS - 2, 2, 0)
+    assert [r.key["product_id"] for r in rejections] == ["P0000003", f"P{ROWS - 1:07d}"]
+    assert all(r.reason.endswith("refused") and r.outcome == "rejected" for r in rejections)
+
+
+@pytest.mark.parametrize(("operation", "requests"), [("APPEND", 1), ("UPSERT", 1 + MAX_RETRIES)])
+def test_an_echoed_row_whose_key_was_not_sent_confirms_nothing(hostile, load, operation, requests):
+    server = hostile(echo_rows([0], change={"product_id": "P9999999"}))
+
+    error, rejections, result = load(server, operation)
+
+    assert error is not None and error.cause is Cause.UNRECOGNISED and "names no row" in str(error)
+    assert len(server.requests) == requests
+    assert_all_in_doubt(result, rejections)
