@@ -82,8 +82,8 @@ class PeakSettings:
 
 
 def parse_zone(name: str) -> tzinfo:
-    """An IANA zone name as a ``tzinfo``: :data:`datetime.UTC` for ``UTC`` (what the encoder's fast path and
-    the SQLite bound look for), else a ``ZoneInfo``.
+    """An IANA zone name as a ``tzinfo``: :data:`datetime.UTC` for ``UTC`` (the encoder's fast path looks for
+    it: naive values then need no conversion), else a ``ZoneInfo``.
 
     :raises ZoneInfoNotFoundError: no such zone (``ValueError`` for a malformed name).
     """

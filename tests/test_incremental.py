@@ -1,16 +1,22 @@
-"""``incremental.add_filter`` in every DB-API placeholder style, run on real databases: SQLite for qmark,
-numeric and named (it parses all three), PostgreSQL through psycopg2 for format and pyformat."""
+"""``peak_provider.incremental``: ``add_filter`` in every DB-API placeholder style, run on real databases
+(SQLite for qmark, numeric and named, as it parses all three; PostgreSQL through psycopg2 for format and
+pyformat), and ``IncrementalLoad`` step by step."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from peak_provider.exceptions import PeakConfigError
-from peak_provider.incremental import add_filter
+from peak_provider.exceptions import PeakConfigError, PeakEmptyIntervalError
+from peak_provider.incremental import IncrementalLoad, WatermarkStore, add_filter
+from peak_provider.ledger import Ledger, LedgerPlan
+from peak_provider.sql_source import Query
+from tests.context import MemoryAssetStateStore, task_context
 
 ROWS = [
     ("a", "2025-03-01 00:00:00"),  # the lower bound is inclusive
@@ -33,11 +39,16 @@ USER_QUERY: dict[str, tuple[str, Sequence[Any] | Mapping[str, Any]]] = {
 }
 
 
-@pytest.fixture
-def sqlite_db() -> Iterator[sqlite3.Connection]:
+def sqlite_events(rows: Sequence[tuple[str, str]]) -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE events (kind TEXT, updated_at TEXT)")
-    db.executemany("INSERT INTO events VALUES (?, ?)", ROWS)
+    db.executemany("INSERT INTO events VALUES (?, ?)", rows)
+    return db
+
+
+@pytest.fixture
+def sqlite_db() -> Iterator[sqlite3.Connection]:
+    db = sqlite_events(ROWS)
     yield db
     db.close()
 
@@ -151,3 +162,155 @@ def test_order_by_alone_and_with_a_watermark(sqlite_db):
 def test_order_by_refuses_anything_but_a_plain_column_name():
     with pytest.raises(PeakConfigError, match="plain column name"):
         add_filter("SELECT 1", None, None, [], "qmark", ["id; DROP TABLE events"])
+
+
+# --- IncrementalLoad, the operator's one incremental object, step by step -------------------------
+# Each mode's query run on real SQLite (bounds written in the warehouse's zone), the mark it tracks and
+# stores, what the ledger records, and what a full load or a dry run leaves alone. Whole runs are in
+# tests/test_ledger*.py and tests/dags/.
+
+TARGET = "peak://127.0.0.1:1/INV_OOTB/INV_PRODUCTS_OOTB"
+DAG_ID = "test_incremental_load"  # its own ledger, whatever other tests recorded
+NEW_YORK = ZoneInfo("America/New_York")
+SQL = "SELECT kind, updated_at FROM events"
+# Local New York times as SQLite holds them; 2025-03-01 00:00 UTC is 2025-02-28 19:00 EST.
+ZONED_ROWS = [
+    ("a", "2025-02-28 18:59:59"),
+    ("b", "2025-02-28 19:00:00"),  # the first instant of 2025-03-01 UTC
+    ("c", "2025-03-01 18:59:59"),
+    ("d", "2025-03-01 19:00:00"),  # the first of 2025-03-02 UTC: outside a window ending there
+    ("e", "2025-03-02 19:00:00"),
+    ("f", "2025-03-03 18:59:59"),
+]
+
+
+def utc(day: int) -> datetime:
+    return datetime(2025, 3, day, tzinfo=UTC)
+
+
+@pytest.fixture
+def db() -> Iterator[sqlite3.Connection]:
+    db = sqlite_events(ZONED_ROWS)
+    yield db
+    db.close()
+
+
+def kinds(db: sqlite3.Connection, query: Query) -> list[str]:
+    sql, parameters = query
+    return [row[0] for row in db.execute(sql, parameters or ())]
+
+
+def test_a_full_load_reads_everything_and_records_nothing(db):
+    load = IncrementalLoad()
+    query = load.query(SQL, None, "sqlite3")
+    rows = iter([("a", 1)])
+
+    assert kinds(db, query) == list("abcdef")
+    assert load.track(rows, ["kind", "updated_at"]) is rows
+    assert load.record_sent() == {}
+    load.commit()  # nothing to store, and nowhere to store it
+
+
+def test_one_window_reads_its_rows_by_the_warehouse_zone(db):
+    load = IncrementalLoad("updated_at", NEW_YORK, plan=LedgerPlan(windows=[(utc(1), utc(2))]))
+    assert kinds(db, load.query(SQL, None, "sqlite3", order_by=["kind"])) == ["b", "c"]
+
+
+def test_several_windows_read_each_one_and_nothing_between(db):
+    plan = LedgerPlan(windows=[(utc(1), utc(2)), (utc(3), utc(4))])
+    load = IncrementalLoad("updated_at", NEW_YORK, plan=plan)
+    assert kinds(db, load.query(SQL, None, "sqlite3", order_by=["kind"])) == ["b", "c", "e", "f"]
+
+
+def test_the_same_window_in_utc_reads_other_rows(db):
+    load = IncrementalLoad("updated_at", UTC, plan=LedgerPlan(windows=[(utc(1), utc(2))]))
+    assert kinds(db, load.query(SQL, None, "sqlite3", order_by=["kind"])) == ["c", "d"]
+
+
+def begin(
+    store: MemoryAssetStateStore,
+    mode: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    dry_run: bool = False,
+) -> IncrementalLoad:
+    return IncrementalLoad.begin(
+        task_context(start, end, asset_state_store=store),
+        "updated_at",
+        mode,
+        zone=NEW_YORK,
+        keys=[TARGET],
+        dag_id=DAG_ID,
+        task_id="load",
+        policy="fill",
+        operation="UPSERT",
+        serialized=True,
+        dry_run=dry_run,
+    )
+
+
+def test_interval_mode_records_the_window_once_sent_and_fills_a_missed_one_next_time(db):
+    store = MemoryAssetStateStore()
+    first = ledger_load(store, utc(1), utc(2))
+    assert kinds(db, first.query(SQL, None, "sqlite3", ["kind"])) == ["b", "c"]
+    assert first.record_sent() == {"missing_intervals": []}
+
+    third = ledger_load(store, utc(3), utc(4))  # the run of day 2 never happened
+    assert third.plan is not None and third.plan.windows == [(utc(2), utc(4))]
+    assert kinds(db, third.query(SQL, None, "sqlite3", ["kind"])) == ["d", "e", "f"]
+    report = third.record_sent()
+    assert report["filled_intervals"] == report["missing_intervals"] != []
+    assert Ledger({"asset_state_store": store}, TARGET, DAG_ID, "load").loaded() == [(utc(1), utc(4))]
+
+
+def test_a_dry_run_records_no_window(db):
+    store = MemoryAssetStateStore()
+    ledger_load(store, utc(1), utc(2), dry_run=True).record_sent()
+    assert ledger_load(store, utc(1), utc(2)).plan == LedgerPlan(windows=[(utc(1), utc(2))])
+    assert Ledger({"asset_state_store": store}, TARGET, DAG_ID, "load").loaded() == []
+
+
+def test_interval_mode_refuses_an_empty_interval():
+    with pytest.raises(PeakEmptyIntervalError):
+        ledger_load(MemoryAssetStateStore(), utc(1), utc(1))
+
+
+def ledger_load(store: MemoryAssetStateStore, start: datetime, end: datetime, dry_run: bool = False) -> IncrementalLoad:
+    return begin(store, "interval", start, end, dry_run)
+
+
+def watermark_load(store: MemoryAssetStateStore, dry_run: bool = False) -> IncrementalLoad:
+    return begin(store, "watermark", dry_run=dry_run)
+
+
+def marked(mark: Any) -> MemoryAssetStateStore:
+    return MemoryAssetStateStore({TARGET: {WatermarkStore.KEY: mark}})
+
+
+def test_watermark_mode_reads_after_the_mark_and_stores_the_largest_value_once_committed(db):
+    store = marked("2025-03-01 18:59:59")
+    load = watermark_load(store)
+    sql, parameters = load.query(SQL, None, "sqlite3", ["kind"])
+    streamed = list(load.track(iter(db.execute(sql, parameters)), ["kind", "updated_at"]))
+
+    assert [row[0] for row in streamed] == ["d", "e", "f"]
+    assert store.values[TARGET][WatermarkStore.KEY] == "2025-03-01 18:59:59"  # not before the task succeeded
+    load.commit()
+    assert store.values[TARGET][WatermarkStore.KEY] == "2025-03-03 18:59:59"
+    assert kinds(db, watermark_load(store).query(SQL, None, "sqlite3")) == []
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "no-row-read"])
+def test_watermark_mode_keeps_the_mark_after_a_dry_run_or_when_no_row_was_read(db, dry_run):
+    store = marked("2025-03-01 18:59:59")
+    load = watermark_load(store, dry_run=dry_run)
+    rows = [("x", "2025-03-09 00:00:00")] if dry_run else []
+    list(load.track(iter(rows), ["kind", "updated_at"]))
+    load.commit()
+    assert store.values[TARGET][WatermarkStore.KEY] == "2025-03-01 18:59:59"
+
+
+def test_watermark_mode_refuses_a_query_without_the_column():
+    load = watermark_load(marked("2025-03-01 00:00:00"))
+    with pytest.raises(PeakConfigError, match="updated_at"):
+        load.track(iter([("a",)]), ["kind"])
