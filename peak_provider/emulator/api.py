@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 _INGEST = re.compile("(?:" + "|".join(re.escape(p.removesuffix("{object}")) for p in INGEST_PATHS) + ")([^/]+)")
 _ADD_ATTRIBUTE = re.compile(re.escape(ADD_ATTRIBUTE_PATH).replace(re.escape("{object}"), "([^/]+)"))
 #: First path segments under ``/api/v2`` that are Peak's; any other ``/api/v2`` path is Airflow's REST API.
-_PEAK_V2 = frozenset({"ingest", "objects", "schema"})
+_PEAK_V2 = frozenset(p.split("/")[3] for p in (*INGEST_PATHS, SCHEMA_PATH, SOLUTIONS_PATH, ADD_ATTRIBUTE_PATH))
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
