@@ -1,11 +1,14 @@
 """Shared fixtures: an isolated AIRFLOW_HOME, ``peak`` connections from env vars, a capturing HTTP server;
-and the session's check that no process started by the tests outlives them."""
+and the session's end: a check that no process started by the tests outlives them, and the removal of
+what the session wrote outside pytest's own temporary directories."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Before Airflow is imported: a throwaway AIRFLOW_HOME, and two DAG bundles, the example DAGs and the
 # test-only DAGs (dag.test() runs only DAGs that live in a configured bundle).
-os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="peak-test-airflow-")
+SESSION_STARTED = time.time()
+AIRFLOW_HOME = os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="peak-test-airflow-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
@@ -85,6 +89,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    try:
+        _check_no_process_left(session)
+    finally:
+        _remove_session_files()
+
+
+def _check_no_process_left(session: pytest.Session) -> None:
     """Fail the run if a process started by the tests is still alive (after a short grace); kill it."""
     deadline = time.monotonic() + LEFTOVER_GRACE
     while (leftovers := processes.live_descendants()) and time.monotonic() < deadline:
@@ -102,6 +113,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     else:
         print(message, file=sys.stderr)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _remove_session_files() -> None:
+    """Remove the throwaway AIRFLOW_HOME (its metadata DB, logs) and the host request budgets the session
+    drew from: each emulator listens on a new port, so each is a new tenant with its own file (a file
+    removed under a live load is created again at its next draw, see ``HostSlots``)."""
+    from peak_provider.ratecontrol import host_budget_dir
+
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+    try:
+        budgets = list(host_budget_dir().iterdir())
+    except OSError:
+        return
+    for path in budgets:
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime >= SESSION_STARTED:
+                path.unlink()
 
 
 @pytest.fixture(scope="session")
