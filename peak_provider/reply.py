@@ -10,7 +10,8 @@ confirms its batch only when it is a JSON object that
 - has no ``failed`` (none rejected) or a ``failed`` list whose entries each name a row of the batch by a
   0-based integer index in range (several entries may name one row: one per error). An entry that carries
   only the row (the API's exact shape is not documented) names the one row of the batch with the same
-  primary key as sent (:func:`index_by_key`); an entry that matches no row, or several, is not understood.
+  primary key as sent (:func:`index_by_key`); an entry that matches no row, or several, is not understood,
+  and so is one whose index and row name different rows (a 1-based index, say).
 
 Anything else (an HTML page, invalid JSON, a JSON array, an index out of range, more failures than
 rows) raises :class:`NotUnderstood`: nothing is confirmed and the batch's rows are *in doubt*. A 204
@@ -38,6 +39,10 @@ _MESSAGE_KEYS = ("message", "reason", "errorMessage", "error", "description")
 _CODE_KEYS = ("code", "errorCode", "error_code")
 
 
+#: Finds the row of a batch that an echoed row names: ``(echoed row, the entry's index or None) -> index``.
+KeyIndex = Callable[[Mapping[str, Any], Any], int | None]
+
+
 class NotUnderstood(Exception):
     """A 2xx answer that does not confirm its batch; the message is short and scrubbed."""
 
@@ -63,12 +68,13 @@ def read_ingest_reply(
     body: bytes,
     rows: int,
     scrub: Callable[[str], str],
-    key_index: Callable[[Mapping[str, Any]], int | None] | None = None,
+    key_index: KeyIndex | None = None,
 ) -> list[Failure]:
     """The rows a 2xx ingest answer rejected; raise :class:`NotUnderstood` when it confirms nothing.
 
     :param rows: how many rows the batch had.
-    :param key_index: finds a row of the batch from a ``failed`` entry that carries the row, not an index.
+    :param key_index: finds the row of the batch that a ``failed`` entry's echoed row names, given the
+        entry's index if it has one (see :func:`index_by_key`).
     """
     if status == 204 or not body.strip():
         raise NotUnderstood(f"HTTP {status} with an empty body confirms nothing")
@@ -102,29 +108,39 @@ def read_ingest_reply(
     return [failures[i] for i in sorted(failures)]
 
 
-def index_by_key(rows: Sequence[bytes], primary_key: Sequence[str]) -> Callable[[Mapping[str, Any]], int | None]:
-    """A ``key_index`` for :func:`read_ingest_reply`: the index of the batch row (encoded JSON objects, as sent)
-    whose primary key equals an echoed row's, or ``None`` when no row or several rows match, or the echoed
-    row lacks a key part. The batch is decoded once, on the first call, so the usual answer costs nothing.
+def index_by_key(rows: Sequence[bytes], primary_key: Sequence[str]) -> KeyIndex:
+    """A ``key_index`` for :func:`read_ingest_reply`: ``find(echoed, index)`` is the index of the batch row
+    (encoded JSON objects, as sent) whose primary key equals the echoed row's, or ``None`` when no row or
+    several rows match, or the echoed row lacks a key part. The entry's own ``index``, if any, is checked
+    first (one row decoded); otherwise the batch is decoded once, so the usual answer costs nothing.
     """
     by_key: dict[tuple[Any, ...], int | None] | None = None
 
     def key(row: Mapping[str, Any]) -> tuple[Any, ...] | None:
         if not primary_key or any(name not in row for name in primary_key):
             return None
-        return tuple(row[name] for name in primary_key)
+        return tuple((type(row[name]), row[name]) for name in primary_key)  # 1, 1.0 and True are not one key
 
-    def find(echoed: Mapping[str, Any]) -> int | None:
+    def sent_key(position: int) -> tuple[Any, ...] | None:
+        try:
+            return key(json.loads(rows[position]))
+        except (ValueError, RecursionError):  # e.g. a json attribute nested deeper than json.loads goes
+            return None
+
+    def find(echoed: Mapping[str, Any], index: Any = None) -> int | None:
         nonlocal by_key
+        wanted = key(echoed)
+        if wanted is None:
+            return None
+        if type(index) is int and 0 <= index < len(rows) and sent_key(index) == wanted:
+            return index
         if by_key is None:
             by_key = {}
-            for index, row in enumerate(rows):
-                sent = key(json.loads(row))
-                if sent is not None:
-                    by_key[sent] = None if sent in by_key else index  # a key sent twice names no one row
-        wanted = key(echoed)
+            for position in range(len(rows)):
+                if (sent := sent_key(position)) is not None:
+                    by_key[sent] = None if sent in by_key else position  # a key sent twice names no one row
         try:
-            return by_key.get(wanted) if wanted is not None else None
+            return by_key.get(wanted)
         except TypeError:  # an unhashable key part (a list or an object): sent keys are scalars
             return None
 
@@ -135,17 +151,21 @@ def _failure(
     entry: Any,
     rows: int,
     scrub: Callable[[str], str],
-    key_index: Callable[[Mapping[str, Any]], int | None] | None,
+    key_index: KeyIndex | None,
 ) -> Failure:
     if not isinstance(entry, dict):
         raise NotUnderstood(f"a 'failed' entry is {type(entry).__name__}, not an object")
     index = _first(entry, _INDEX_KEYS)
+    row = _first(entry, _ROW_KEYS)
+    found = key_index(row, index) if key_index is not None and isinstance(row, dict) else None
     if index is None:
-        row = _first(entry, _ROW_KEYS)
-        found = key_index(row) if key_index is not None and isinstance(row, dict) else None
         if found is None:
             raise NotUnderstood("a 'failed' entry names no row of the batch (no index, no matching row)")
         index = found
+    elif found is not None and found != index:
+        raise NotUnderstood(
+            f"a 'failed' entry's index {excerpt(repr(index), scrub, 40)} and its row (row {found}) disagree"
+        )
     if not isinstance(index, int) or isinstance(index, bool):
         raise NotUnderstood(f"a 'failed' index is {excerpt(repr(index), scrub, 40)}, not an integer")
     if not 0 <= index < rows:

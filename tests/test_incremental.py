@@ -310,6 +310,16 @@ def test_watermark_mode_keeps_the_mark_after_a_dry_run_or_when_no_row_was_read(d
     assert store.values[TARGET][WatermarkStore.KEY] == "2025-03-01 18:59:59"
 
 
+def test_watermark_mode_stores_the_largest_value_read_not_the_last():
+    """A resumable load reads in primary-key order, so the newest row need not come last."""
+    store = marked("2025-03-01 00:00:00")
+    load = watermark_load(store)
+    rows = [("x", "2025-03-05 00:00:00"), ("y", None), ("z", "2025-03-04 00:00:00")]
+    assert list(load.track(iter(rows), ["kind", "updated_at"])) == rows
+    load.commit()
+    assert store.values[TARGET][WatermarkStore.KEY] == "2025-03-05 00:00:00"
+
+
 def test_watermark_mode_refuses_a_query_without_the_column():
     load = watermark_load(marked("2025-03-01 00:00:00"))
     with pytest.raises(PeakConfigError, match="updated_at"):

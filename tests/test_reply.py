@@ -16,7 +16,7 @@ def scrub(text: str) -> str:
     return text.replace(TOKEN, "***")
 
 
-def by_product_id(row: dict[str, Any]) -> int | None:
+def by_product_id(row: dict[str, Any], index: Any = None) -> int | None:
     """A batch of P0, P1, P2: finds a ``failed`` entry's row by its key."""
     return {"P0": 0, "P1": 1, "P2": 2}.get(str(row.get("product_id")))
 
@@ -208,6 +208,7 @@ BATCH = sent(
     {"product_id": "P1", "updated_at": "2025-01-15 08:00:00", "pack_size": 2},
     {"product_id": "P1", "updated_at": "2025-01-16 08:00:00", "pack_size": 3},
     {"product_id": 7, "updated_at": "2025-01-15 08:00:00", "pack_size": 4},
+    {"product_id": 1, "updated_at": "2025-01-15 08:00:00", "pack_size": 5},
 )
 KEY = ("product_id", "updated_at")
 
@@ -219,6 +220,8 @@ KEY = ("product_id", "updated_at")
         ({"updated_at": "2025-01-16 08:00:00", "product_id": "P1", "pack_size": -9}, 2),  # other values, key order
         ({"product_id": 7, "updated_at": "2025-01-15 08:00:00"}, 3),
         ({"product_id": "7", "updated_at": "2025-01-15 08:00:00"}, None),  # a key part of another type
+        ({"product_id": 7.0, "updated_at": "2025-01-15 08:00:00"}, None),
+        ({"product_id": True, "updated_at": "2025-01-15 08:00:00"}, None),  # True == 1 in Python
         ({"product_id": "P9", "updated_at": "2025-01-15 08:00:00"}, None),  # not in the batch
         ({"product_id": "P0"}, None),  # a key part missing
         ({"product_id": ["P0"], "updated_at": "2025-01-15 08:00:00"}, None),  # unhashable
@@ -228,6 +231,8 @@ KEY = ("product_id", "updated_at")
         "key-order-and-other-values",
         "numeric-key",
         "key-of-another-type",
+        "float-for-int",
+        "bool-for-int",
         "not-sent",
         "part-missing",
         "unhashable",
@@ -241,14 +246,31 @@ def test_index_by_key_names_no_row_for_a_key_sent_twice_or_without_a_key():
     twice = sent({"product_id": "P0", "x": 1}, {"product_id": "P0", "x": 2}, {"product_id": "P1"})
     find = index_by_key(twice, ("product_id",))
     assert (find({"product_id": "P0"}), find({"product_id": "P1"})) == (None, 2)
+    assert (find({"product_id": "P0"}, 1), find({"product_id": "P0"}, 2)) == (1, None)  # the entry's index agrees
     assert index_by_key(twice, ())({"product_id": "P1"}) is None  # a resource without a primary key
 
 
 def test_an_entry_echoing_its_row_rejects_the_row_with_that_key():
     find = index_by_key(BATCH, KEY)
     echoed = {"row": json.loads(BATCH[2]), "errors": [{"field": "pack_size", "message": "too big"}]}
-    assert read({"status": "PARTIAL_SUCCESS", "failed": [echoed]}, rows=4, key_index=find) == [
+    assert read({"status": "PARTIAL_SUCCESS", "failed": [echoed]}, rows=5, key_index=find) == [
         Failure(2, "pack_size", None, "pack_size: too big")
     ]
     with pytest.raises(NotUnderstood, match="names no row"):
-        read({"failed": [{"row": {"product_id": "P9", "updated_at": "x"}}]}, rows=4, key_index=find)
+        read({"failed": [{"row": {"product_id": "P9", "updated_at": "x"}}]}, rows=5, key_index=find)
+
+
+def test_an_entry_whose_index_and_row_name_different_rows_confirms_nothing():
+    find = index_by_key(BATCH, KEY)
+    agree = {"index": 2, "row": json.loads(BATCH[2])}
+    assert [f.index for f in read({"failed": [agree]}, rows=5, key_index=find)] == [2]
+    unknown_row = {"index": 2, "row": {"product_id": "P9", "updated_at": "x"}}  # the index alone names it
+    assert [f.index for f in read({"failed": [unknown_row]}, rows=5, key_index=find)] == [2]
+    with pytest.raises(NotUnderstood, match="index 3 and its row \\(row 2\\) disagree"):
+        read({"failed": [{"index": 3, "row": json.loads(BATCH[2])}]}, rows=5, key_index=find)
+
+
+def test_index_by_key_skips_a_sent_row_it_cannot_decode():
+    """A ``json`` attribute nested deeper than ``json.loads`` reads back, in a worker thread's smaller stack."""
+    batch = [b"[" * 100_000, *BATCH]
+    assert index_by_key(batch, KEY)({"product_id": "P0", "updated_at": "2025-01-15 08:00:00"}) == 1

@@ -161,14 +161,17 @@ def test_failed_entries_reject_exactly_their_rows(hostile, load):
     assert "must be positive" in first.reason and last.key["product_id"] == f"P{ROWS - 1:07d}"
 
 
-def echo_rows(pick: list[int], change: dict | None = None) -> Handler:
-    """A server whose ``failed`` entries carry the rejected row (as received, updated with ``change``), no index."""
+def echo_rows(pick: list[int], change: dict | None = None, index_offset: int | None = None) -> Handler:
+    """A server whose ``failed`` entries carry the rejected row (as received, updated with ``change``) and, with
+    ``index_offset``, an index that far from the row's."""
 
     def handler(method: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
         if method != "POST" or path != INGEST:
             return html_answer(LOGIN_PAGE)
         rows = json.loads(body)["data"]
         failed = [{"row": {**rows[i], **(change or {})}, "errors": [{"message": "refused"}]} for i in pick]
+        if index_offset is not None:
+            failed = [{**entry, "index": i + index_offset} for i, entry in zip(pick, failed, strict=True)]
         return json_answer({"status": "PARTIAL_SUCCESS", "failed": failed})
 
     return handler
@@ -186,11 +189,21 @@ def test_failed_entries_that_echo_their_row_reject_the_row_with_its_key(hostile,
 
 
 @pytest.mark.parametrize(("operation", "requests"), [("APPEND", 1), ("UPSERT", 1 + MAX_RETRIES)])
-def test_an_echoed_row_whose_key_was_not_sent_confirms_nothing(hostile, load, operation, requests):
-    server = hostile(echo_rows([0], change={"product_id": "P9999999"}))
+@pytest.mark.parametrize(
+    ("server_kind", "words"),
+    [
+        ({"change": {"product_id": "P9999999"}}, "names no row"),
+        ({"index_offset": 1}, "index 1 and its row (row 0) disagree"),  # a 1-based index, with the row
+    ],
+    ids=["key-not-sent", "index-and-row-disagree"],
+)
+def test_an_echoed_row_that_names_no_row_or_another_row_confirms_nothing(
+    hostile, load, server_kind, words, operation, requests
+):
+    server = hostile(echo_rows([0], **server_kind))
 
     error, rejections, result = load(server, operation)
 
-    assert error is not None and error.cause is Cause.UNRECOGNISED and "names no row" in str(error)
+    assert error is not None and error.cause is Cause.UNRECOGNISED and words in str(error)
     assert len(server.requests) == requests
     assert_all_in_doubt(result, rejections)
