@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, unquote
 from peak_provider.api import ADD_ATTRIBUTE_PATH, INGEST_PATHS, OPERATIONS, SCHEMA_PATH, SOLUTIONS_PATH
 from peak_provider.emulator import errors
 from peak_provider.emulator.catalog import Catalog, column_json
-from peak_provider.emulator.config import DEFAULT_PORT, Limits
+from peak_provider.emulator.config import DEFAULT_PORT, FAILED_ENTRY_SHAPES, Limits
 from peak_provider.emulator.errors import ApiError
 from peak_provider.emulator.faults import Decision, FaultInjector, Faults
 from peak_provider.emulator.ratelimit import TenantRateLimit
@@ -100,7 +100,11 @@ class EmulatorApp:
         faults: Faults,
         recorder: Recorder,
         base_paths: Iterable[str],
+        failed_entries: str = "index+row",
     ):
+        if failed_entries not in FAILED_ENTRY_SHAPES:
+            raise ValueError(f"Unknown failed-entry shape {failed_entries!r}; known: {', '.join(FAILED_ENTRY_SHAPES)}")
+        self.failed_entries = failed_entries
         self.tokens = tuple(tokens)
         self.catalog = catalog
         self.store = store
@@ -329,11 +333,18 @@ class EmulatorApp:
             "dryRun": dry_run,
             "received": len(data),
             "accepted": len(valid),
-            "failed": failed,
+            "failed": self._answered(failed),
         }
         if dry_run:
             return _Result(200, payload, rows=len(data))
         return _Result(200, payload, rows=len(data), accepted=len(valid), failed=len(failed))
+
+    def _answered(self, failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The ``failed`` entries as the answer shows them (:data:`FAILED_ENTRY_SHAPES`); the store keeps both."""
+        if self.failed_entries == "index+row":
+            return failed
+        left_out = "row" if self.failed_entries == "index" else "index"
+        return [{k: v for k, v in entry.items() if k != left_out} for entry in failed]
 
     def _schema(self, req: Request) -> dict[str, Any]:
         names = parse_qs(req.query).get("solutionName")

@@ -13,6 +13,7 @@ from typing import IO, Any
 from peak_provider.emulator.config import (
     DEFAULT_PORT,
     DEFAULT_SOLUTIONS,
+    FAILED_ENTRY_SHAPES,
     RATE_LIMIT_MODES,
     RATE_LIMIT_SCOPES,
     UPSERT_MODES,
@@ -86,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="UPSERT of a stored key: replace the whole row, or merge the sent columns into it (replace)",
     )
     p.add_argument(
+        "--failed-entries",
+        choices=FAILED_ENTRY_SHAPES,
+        default="index+row",
+        help="what each 'failed' entry of an ingest answer names its row by: its index and the row, "
+        "the index only, or the row only (index+row)",
+    )
+    p.add_argument(
         "--base-path",
         action="append",
         default=[],
@@ -147,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rate_limit_scope=args.rate_limit_scope,
             ),
             upsert=args.upsert,
+            failed_entries=args.failed_entries,
             faults=faults,
             host=args.host,
             port=args.port,

@@ -71,6 +71,9 @@ RATE_LIMIT_SCOPES = ("tenant", "token")
 #: What ``UPSERT`` does to a stored row with the same primary key: ``replace`` it with the sent row, or
 #: ``merge`` the sent columns into it (columns not sent keep their stored values).
 UPSERT_MODES = ("replace", "merge")
+#: How a ``failed`` entry of an ingest answer names its row (the real API's shape is not documented):
+#: ``index+row`` (both), ``index`` (the position in ``data`` only) or ``row`` (the row as received only).
+FAILED_ENTRY_SHAPES = ("index+row", "index", "row")
 
 
 @dataclass(frozen=True)

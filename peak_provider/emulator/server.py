@@ -206,6 +206,8 @@ class Emulator:
     :param limits: request limits and how the rate limit is enforced (:class:`Limits`).
     :param upsert: ``"replace"`` (default) stores the sent row in place of the stored one with the same
         primary key; ``"merge"`` writes only the sent columns over it.
+    :param failed_entries: how the answer's ``failed`` entries name their rows: ``"index+row"`` (default),
+        ``"index"`` or ``"row"`` (see :data:`~peak_provider.emulator.config.FAILED_ENTRY_SHAPES`).
     :param faults: fault injection (:class:`Faults` or a dict of its fields); :meth:`reset` restores it.
     :param port: ``0`` picks a free port.
     :param base_paths: path prefixes the API is served under (``""`` is the root).
@@ -228,6 +230,7 @@ class Emulator:
         access_log: str | IO[str] | None = None,
         request_log_size: int = 100_000,
         upsert: str = "replace",
+        failed_entries: str = "index+row",
     ):
         if not allow_remote and not is_loopback(host):
             raise ValueError(
@@ -256,6 +259,7 @@ class Emulator:
             faults=_as_faults(faults),
             recorder=Recorder(request_log_size, stream),
             base_paths=base_paths,
+            failed_entries=failed_entries,
         )
         self._server: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -315,6 +319,11 @@ class Emulator:
         """Base URL without a base path, e.g. ``http://127.0.0.1:8787``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self._port}"
+
+    @property
+    def failed_entries(self) -> str:
+        """How the answer's ``failed`` entries name their rows (``index+row``, ``index`` or ``row``)."""
+        return self.app.failed_entries
 
     @property
     def upsert(self) -> str:

@@ -84,22 +84,26 @@ def test_module_starts_prints_connections_answers_and_stops_on_sigterm(tmp_path)
     assert "POST /ingestion-api/api/v2/ingest/object/INV_PRODUCTS_OOTB 200 rows=0" in log.read_text()
 
 
-def test_rate_limit_and_upsert_flags_reach_the_emulator():
+def test_rate_limit_upsert_and_failed_entries_flags_reach_the_emulator():
     proc, url, lines = _start(
         "--port", "0", "--token", "t", "--rps", "5", "--rate-limit-mode", "fixed-window",
-        "--rate-limit-scope", "token", "--upsert", "merge",
+        "--rate-limit-scope", "token", "--upsert", "merge", "--failed-entries", "row",
     )  # fmt: skip
     try:
         banner = "".join(lines)
         assert "5 requests/s per token (fixed-window)" in banner
         assert "UPSERT: the sent columns overwrite the stored row's" in banner
         row = {"product_id": "P1", "source_id": "S1", "pack_size": 12, "updated_at": "2025-01-15 08:00:00"}
-        for sent in ({**row, "product_name": "Widget"}, row):
+        answers = []
+        for sent in ({**row, "product_name": "Widget"}, row, {**row, "pack_size": "x"}):
             body = {"solutionName": "INV_OOTB", "operationType": "UPSERT", "data": [sent]}
             r = requests.post(
                 url + "/api/v2/ingest/object/INV_PRODUCTS_OOTB", json=body, headers={"Authorization": "t"}, timeout=5
             )
             assert r.status_code == 200
+            answers.append(r.json())
+        (entry,) = answers[-1]["failed"]  # the row only, no index
+        assert "index" not in entry and entry["row"]["pack_size"] == "x"
         stored = requests.get(url + "/_emulator/objects/INV_PRODUCTS_OOTB", timeout=5).json()["rows"]
         assert stored == [{**row, "product_name": "Widget"}]
     finally:
@@ -110,7 +114,12 @@ def test_rate_limit_and_upsert_flags_reach_the_emulator():
 
 def test_defaults_are_one_tenant_token_bucket_replace():
     args = cli.build_parser().parse_args([])
-    assert (args.rate_limit_mode, args.rate_limit_scope, args.upsert) == ("token-bucket", "tenant", "replace")
+    assert (args.rate_limit_mode, args.rate_limit_scope, args.upsert, args.failed_entries) == (
+        "token-bucket",
+        "tenant",
+        "replace",
+        "index+row",
+    )
 
 
 def test_console_script_is_installed():

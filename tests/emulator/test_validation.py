@@ -246,3 +246,31 @@ def test_a_shape_that_fails_whatever_its_values_is_checked_in_full_every_time():
         (1, [(errors.MISSING_REQUIRED, "n")]),
         (2, [(errors.UNKNOWN_ATTRIBUTE, "x")]),
     ]
+
+
+@pytest.mark.parametrize(
+    ("shape", "keys"),
+    [("index+row", {"index", "row", "errors"}), ("index", {"index", "errors"}), ("row", {"row", "errors"})],
+)
+def test_failed_entries_name_their_row_as_configured_and_the_store_keeps_both(
+    peak_emulator_factory, make_api, shape, keys
+):
+    emulator = peak_emulator_factory(failed_entries=shape)
+    api = make_api(emulator)
+    result = api.ingest([product(), product(product_id="P2", pack_size=None)]).json()
+    (entry,) = result["failed"]
+    assert (
+        set(entry) == keys
+        and entry.get("index", 1) == 1
+        and entry.get("row", {"product_id": "P2"})["product_id"] == "P2"
+    )
+    assert emulator.failed_entries == shape
+    (stored,) = emulator.failed_rows(PRODUCTS)
+    assert (stored["index"], stored["row"]["product_id"]) == (1, "P2")
+
+
+def test_an_unknown_failed_entry_shape_is_refused():
+    from peak_provider.emulator.server import Emulator
+
+    with pytest.raises(ValueError, match="failed-entry shape 'rows'"):
+        Emulator(failed_entries="rows")

@@ -150,13 +150,16 @@ def test_401_is_not_retried_and_never_shows_the_token(peak_emulator, monkeypatch
     assert not ok and "401" in reason and "canary" not in reason
 
 
-def test_failed_entries_become_rejected_rows(peak_emulator, monkeypatch):
-    hook = hook_for(peak_emulator, monkeypatch)
+@pytest.mark.parametrize("shape", ["index+row", "index", "row"])
+def test_failed_entries_become_rejected_rows(peak_emulator_factory, monkeypatch, shape):
+    """Whatever a ``failed`` entry names its row by (the emulator's --failed-entries): its index, the row
+    (matched by primary key), or both (which must agree)."""
+    hook = hook_for(peak_emulator_factory(failed_entries=shape), monkeypatch)
     rows = list(products(4))
     rows[2]["product_name"] = "n" * 70_000  # passes the client, refused by the API
     seen = []
     result = hook.upsert("products", rows, on_rejected=seen.append)
-    assert (result.rows_sent, result.rows_accepted, result.rows_rejected) == (4, 3, 1)
+    assert (result.rows_sent, result.rows_accepted, result.rows_rejected, result.rows_in_doubt) == (4, 3, 1, 0)
     (rejection,) = seen
     assert rejection.key == {"product_id": "P0000002", "updated_at": "2025-01-15 08:00:00"}
     assert rejection.code == "DI_E_10008" and rejection.field == "product_name"
