@@ -333,6 +333,37 @@ def test_a_cut_never_leaves_the_rate_above_the_admitted_share() -> None:
     assert steady.rate == pytest.approx(0.7 * 50 / HEADROOM, rel=0.05)  # admitted ~ sent: the usual cut
 
 
+def test_a_process_none_of_whose_requests_was_admitted_starts_from_the_lowest_rate() -> None:
+    """A worker that starts after the others took the tenant's budget: every request it sent was throttled, so
+    its share is none. It must not keep 0.7 x 50 requests/s (what it did before) while the others, each cut to
+    what was admitted of theirs, share the rest."""
+    clock = FakeClock()
+    pacer = pacer_on(clock, 50, rand=lambda: 0.0)
+    sent = [pacer.acquire() for _ in range(10)]  # 0.2 s at the full rate, none answered yet
+    for sent_at in sent:
+        pacer.on_throttle(None, sent_at=sent_at)  # the whole flight: one event
+    assert pacer.rate == pacer.min_rate
+    admitted_once = pacer_on(FakeClock(), 50, rand=lambda: 0.0)
+    admitted_once.on_success(admitted_once.acquire())
+    sent = [admitted_once.acquire() for _ in range(9)]
+    admitted_once.on_throttle(None, sent_at=sent[-1])
+    assert admitted_once.rate == pytest.approx(1.0)  # one admitted in the second: the share, as before
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.1, 0.3, 0.49])
+def test_the_first_measured_rate_is_the_send_rate_wherever_sending_starts(offset: float) -> None:
+    """The first measurement runs from the first send: a first half-second bucket that sending entered at
+    ``offset`` must not read as a fraction of the rate (with 0.49, 1.6 requests/s for 49.5, and a cut to 1.1)."""
+    clock = FakeClock(1000.0 + offset)
+    pacer = pacer_on(clock, 50, rand=lambda: 0.0)
+    clock.t += 10.0  # built well before the first request, as a hook is
+    for _ in range(40):  # 0.8 s at the full rate; successes without send times: only the measured rate counts
+        pacer.acquire()
+        pacer.on_success()
+    pacer.on_throttle(None, sent_at=pacer.acquire())
+    assert pacer.rate == pytest.approx(0.7 * 50 / HEADROOM, rel=0.05)
+
+
 def test_a_throttle_soon_after_a_pause_cuts_by_beta_not_to_the_paused_count() -> None:
     """The second before the throttled request reaches back into a pause: its admitted count says nothing
     about the share (the process was not sending), so the cut is the usual one, not a collapse."""
