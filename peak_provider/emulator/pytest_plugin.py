@@ -7,8 +7,9 @@ faults, solutions…), stopped at the end of the test.
 
 Options (command line, or the ini key with ``-`` as ``_``): ``--peak-emulator-rate-limit-scope``
 (``tenant``/``token``), ``--peak-emulator-rate-limit-mode`` (``token-bucket``/``fixed-window``) and
-``--peak-emulator-upsert`` (``replace``/``merge``) set the session emulator's behaviour, and the
-factory's wherever a call passes no ``limits`` / ``upsert`` of its own.
+``--peak-emulator-upsert`` (``replace``/``merge``) and ``--peak-emulator-failed-entries``
+(``index+row``/``index``/``row``) set the session emulator's behaviour, and the factory's wherever a call
+passes no ``limits`` / ``upsert`` / ``failed_entries`` of its own.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from peak_provider.emulator.config import RATE_LIMIT_MODES, RATE_LIMIT_SCOPES, UPSERT_MODES
+from peak_provider.emulator.config import FAILED_ENTRY_SHAPES, RATE_LIMIT_MODES, RATE_LIMIT_SCOPES, UPSERT_MODES
 
 if TYPE_CHECKING:
     from peak_provider.emulator.server import Emulator
@@ -27,6 +28,7 @@ _OPTIONS = {
     "peak_emulator_rate_limit_scope": (RATE_LIMIT_SCOPES, "budget of the emulator's rate limit: one per"),
     "peak_emulator_rate_limit_mode": (RATE_LIMIT_MODES, "how the emulator's rate limit refuses requests:"),
     "peak_emulator_upsert": (UPSERT_MODES, "what the emulator's UPSERT does to a stored row:"),
+    "peak_emulator_failed_entries": (FAILED_ENTRY_SHAPES, "what each of the emulator's failed entries carries:"),
 }
 
 
@@ -56,6 +58,7 @@ def _defaults(config: pytest.Config) -> dict[str, Any]:
             rate_limit_scope=_option(config, "peak_emulator_rate_limit_scope"),
         ),
         "upsert": _option(config, "peak_emulator_upsert"),
+        "failed_entries": _option(config, "peak_emulator_failed_entries"),
     }
 
 

@@ -1,4 +1,5 @@
-"""The pytest plugin's options set the fixtures' rate-limit scope and mode and UPSERT mode (run in a child pytest)."""
+"""The pytest plugin's options set the fixtures' rate-limit scope and mode, UPSERT mode and failed-entry shape (run
+in a child pytest)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from peak_provider.emulator import Limits
 def test_options_reach_both_fixtures(peak_emulator, peak_emulator_factory):
     expected = Limits(rate_limit_mode=EXPECTED_MODE, rate_limit_scope=EXPECTED_SCOPE)
     assert peak_emulator.limits == expected and peak_emulator.upsert == EXPECTED_UPSERT
+    assert peak_emulator.failed_entries == EXPECTED_FAILED_ENTRIES
     emu = peak_emulator_factory(tokens=["a", "b"], limits=Limits(requests_per_second=1, rate_limit_scope=EXPECTED_SCOPE))
-    assert emu.upsert == EXPECTED_UPSERT
+    assert (emu.upsert, emu.failed_entries) == (EXPECTED_UPSERT, EXPECTED_FAILED_ENTRIES)
     url = emu.url + "/api/v2/ingest/object/INV_PRODUCTS_OOTB"
     body = {"solutionName": "INV_OOTB", "operationType": "UPSERT", "data": []}
     statuses = [requests.post(url, json=body, headers={"Authorization": t}, timeout=5).status_code for t in "ab"]
@@ -26,7 +28,8 @@ def test_options_reach_both_fixtures(peak_emulator, peak_emulator_factory):
 
 
 def test_an_explicit_argument_wins(peak_emulator_factory):
-    assert peak_emulator_factory(upsert="replace").upsert == "replace"
+    emu = peak_emulator_factory(upsert="replace", failed_entries="index+row")
+    assert (emu.upsert, emu.failed_entries) == ("replace", "index+row")
 """
 
 
@@ -49,6 +52,7 @@ DEFAULTS = {
     "EXPECTED_MODE": "token-bucket",
     "EXPECTED_SCOPE": "tenant",
     "EXPECTED_UPSERT": "replace",
+    "EXPECTED_FAILED_ENTRIES": "index+row",
     "EXPECTED_STATUSES": [200, 429],
 }
 
@@ -60,11 +64,12 @@ DEFAULTS = {
         pytest.param((), "", DEFAULTS, id="defaults_are_one_tenant_token_bucket_replace"),
         pytest.param(
             ("--peak-emulator-rate-limit-scope=token", "--peak-emulator-upsert", "merge"),
-            "peak_emulator_rate_limit_mode = fixed-window\n",
+            "peak_emulator_rate_limit_mode = fixed-window\npeak_emulator_failed_entries = row\n",
             {
                 "EXPECTED_MODE": "fixed-window",
                 "EXPECTED_SCOPE": "token",
                 "EXPECTED_UPSERT": "merge",
+                "EXPECTED_FAILED_ENTRIES": "row",
                 "EXPECTED_STATUSES": [200, 200],
             },
             id="command_line_and_ini_options",
