@@ -6,7 +6,7 @@ a random token, default limits), reset before each test.
 faults, solutions…), stopped at the end of the test.
 
 Options (command line, or the ini key with ``-`` as ``_``): ``--peak-emulator-rate-limit-scope``
-(``tenant``/``token``), ``--peak-emulator-rate-limit-mode`` (``token-bucket``/``fixed-window``) and
+(``tenant``/``token``), ``--peak-emulator-rate-limit-mode`` (``token-bucket``/``fixed-window``),
 ``--peak-emulator-upsert`` (``replace``/``merge``) and ``--peak-emulator-failed-entries``
 (``index+row``/``index``/``row``) set the session emulator's behaviour, and the factory's wherever a call
 passes no ``limits`` / ``upsert`` / ``failed_entries`` of its own.
