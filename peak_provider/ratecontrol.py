@@ -137,7 +137,6 @@ class AdaptivePacer:
     #: Send-rate measurement: an exponential moving average over half-second buckets (botocore's RateClocker).
     _BUCKET = 0.5
     _SMOOTHING = 0.8
-    _STALE = 5.0  # a gap this long between sends makes the measurement start again
 
     _shared: ClassVar[dict[tuple[str, float], AdaptivePacer]] = {}
     _shared_lock = threading.Lock()
@@ -177,14 +176,12 @@ class AdaptivePacer:
         # Where this process last resumed sending, after a throttle pause or a stall of over ADMITTED_SPAN (a
         # warehouse stall, the next load): a cut counts admitted requests only after it.
         self._resumed = -math.inf
-        self._measured = 0.0  # 0 until the first measurement
+        self._measured = 0.0  # 0 until a measurement (started again after each pause or stall) is taken
         self._count = 0
-        self._measuring_since: float | None = None  # the first send of the first measurement
+        self._measuring_since: float | None = None  # the first send of the measurement; None: start again
         # Send times of recent answered, unthrottled requests. The newest is always kept: a non-empty deque
-        # means the caller reports send times, so a cut may use what was admitted (and so may a cut before any
-        # success: then nothing was admitted).
+        # means the caller reports send times, so a cut may use what was admitted.
         self._admitted: deque[float] = deque()
-        self._any_success = False  # a request of this process was admitted (with or without its send time)
         self._last_bucket = math.floor(clock() / self._BUCKET) * self._BUCKET
         self._throttled = 0
         self._throttle_wait = 0.0
@@ -253,12 +250,7 @@ class AdaptivePacer:
             now = self._clock()
             if self._pause_until > now:
                 self._count_pause(now)
-                # The pause is not a slower send rate: measure again from where it ends.
-                resume = math.floor(self._pause_until / self._BUCKET) * self._BUCKET
-                if resume > self._last_bucket:
-                    self._last_bucket, self._count = resume, 0
-                if not self._measured:
-                    self._measuring_since = None  # the first measurement starts after the pause
+                self._measuring_since = None  # the pause is not a slower send rate: measure again after it
                 return False, self._pause_until - now
             due = max(self._last_start + self._interval, self._pause_until)
             if due > now:
@@ -267,6 +259,7 @@ class AdaptivePacer:
             start = due if now - due < self._interval else now
             if start - self._last_start > self.ADMITTED_SPAN and self._last_start > -math.inf:
                 self._resumed = max(self._resumed, start)  # sending resumes after a stall (see _cut)
+                self._measuring_since = None  # nor is a stall: measure again from here
             self._last_start = start
             self._record(start)
             return True, start
@@ -318,7 +311,6 @@ class AdaptivePacer:
                 while self._admitted[0] < sent_at - 2 * self.ADMITTED_SPAN and len(self._admitted) > 1:
                     self._admitted.popleft()
             self._consecutive = 0
-            self._any_success = True
             if not self._engaged:
                 return  # the lone task's path: nothing to recover
             rate = self.SCALE * (self._clock() - self._last_cut - self._k) ** 3 + self._w_max
@@ -330,15 +322,12 @@ class AdaptivePacer:
         """Multiplicative decrease from the lower of the current and the measured send rate, and never above
         the rate the tenant admitted in the :data:`ADMITTED_SPAN` before ``sent_at``, unless that span reaches
         back before the process last resumed sending (after a throttle pause or a stall it was not sending for
-        part of the span: the count would be far too low). A process none of whose requests was admitted yet
-        (it started after the others had taken the tenant's budget) has a share of none: it starts again from
-        the lowest rate rather than at the cut from the full one."""
+        part of the span: the count would be far too low)."""
         base = min(self.rate, self._measured) if self._measured > 0 else self.rate
         if math.isinf(base):
             return  # no limit and nothing measured yet: only the pause applies
         rate, self._w_max = base * self.BETA, base
-        counts_admitted = bool(self._admitted) or not self._any_success
-        if sent_at is not None and counts_admitted and sent_at - self.ADMITTED_SPAN >= self._resumed:
+        if sent_at is not None and self._admitted and sent_at - self.ADMITTED_SPAN >= self._resumed:
             admitted = sum(1 for t in self._admitted if sent_at - self.ADMITTED_SPAN < t <= sent_at)
             if admitted / self.ADMITTED_SPAN < rate:
                 # Throttled well below the rate: this is the share, so the curve starts on its plateau.
@@ -359,14 +348,16 @@ class AdaptivePacer:
     def _record(self, start: float) -> None:
         """Count one send in the measured-rate average (called with the lock held).
 
-        The first measurement is the send rate since the first send, taken at the first bucket boundary at least
-        a bucket later; the average goes on from there. A first bucket that sending entered part-way through,
-        averaged with nothing, would read a fraction of the rate (1.6 requests/s for 50 at the start of a load),
-        and a throttle would cut from that.
+        A measurement starts at the first send, and again after a pause or a stall of over
+        :data:`ADMITTED_SPAN`. Its first value is the send rate since that send, taken at the first send in a
+        later bucket at least a bucket after it; the average goes on from there. A first bucket that sending
+        entered part-way through, or one that held a stall, averaged with nothing or with the rate before,
+        would read a fraction of the rate (1.6 requests/s for 50 at the start of a load), and a throttle would
+        cut from that.
         """
         bucket = math.floor(start / self._BUCKET) * self._BUCKET
         self._count += 1
-        if self._measuring_since is None or bucket - self._last_bucket > self._STALE:
+        if self._measuring_since is None:
             self._measured, self._count, self._last_bucket, self._measuring_since = 0.0, 1, bucket, start
         elif not self._measured:
             crossed, self._last_bucket = bucket > self._last_bucket, bucket
