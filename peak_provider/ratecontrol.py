@@ -182,7 +182,7 @@ class AdaptivePacer:
         # Send times of recent answered, unthrottled requests. The newest is always kept: a non-empty deque
         # means the caller reports send times, so a cut may use what was admitted.
         self._admitted: deque[float] = deque()
-        self._last_bucket = math.floor(clock() / self._BUCKET) * self._BUCKET
+        self._last_bucket = 0.0  # the bucket of the last counted send: set by the first send
         self._throttled = 0
         self._throttle_wait = 0.0
 

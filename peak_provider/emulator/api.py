@@ -100,7 +100,7 @@ class EmulatorApp:
         faults: Faults,
         recorder: Recorder,
         base_paths: Iterable[str],
-        failed_entries: str = "index+row",
+        failed_entries: str,
     ):
         if failed_entries not in FAILED_ENTRY_SHAPES:
             raise ValueError(f"Unknown failed-entry shape {failed_entries!r}; known: {', '.join(FAILED_ENTRY_SHAPES)}")
