@@ -11,8 +11,12 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from peak_provider.emulator.config import (
+    DEFAULT_FAILED_ENTRIES,
     DEFAULT_PORT,
+    DEFAULT_RATE_LIMIT_MODE,
+    DEFAULT_RATE_LIMIT_SCOPE,
     DEFAULT_SOLUTIONS,
+    DEFAULT_UPSERT,
     FAILED_ENTRY_SHAPES,
     RATE_LIMIT_MODES,
     RATE_LIMIT_SCOPES,
@@ -70,28 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rate-limit-mode",
         choices=RATE_LIMIT_MODES,
-        default="token-bucket",
+        default=DEFAULT_RATE_LIMIT_MODE,
         help="token-bucket: 429 with Retry-After; fixed-window: at most --rps per wall-clock second, "
-        "429 without Retry-After (token-bucket)",
+        "429 without Retry-After (%(default)s)",
     )
     p.add_argument(
         "--rate-limit-scope",
         choices=RATE_LIMIT_SCOPES,
-        default="tenant",
-        help="tenant: one budget shared by every token and solution; token: one budget per token (tenant)",
+        default=DEFAULT_RATE_LIMIT_SCOPE,
+        help="tenant: one budget shared by every token and solution; token: one budget per token (%(default)s)",
     )
     p.add_argument(
         "--upsert",
         choices=UPSERT_MODES,
-        default="replace",
-        help="UPSERT of a stored key: replace the whole row, or merge the sent columns into it (replace)",
+        default=DEFAULT_UPSERT,
+        help="UPSERT of a stored key: replace the whole row, or merge the sent columns into it (%(default)s)",
     )
     p.add_argument(
         "--failed-entries",
         choices=FAILED_ENTRY_SHAPES,
-        default="index+row",
+        default=DEFAULT_FAILED_ENTRIES,
         help="what each 'failed' entry of an ingest answer names its row by: its index and the row, "
-        "the index only, or the row only (index+row)",
+        "the index only, or the row only (%(default)s)",
     )
     p.add_argument(
         "--base-path",

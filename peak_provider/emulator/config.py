@@ -74,6 +74,11 @@ UPSERT_MODES = ("replace", "merge")
 #: How a ``failed`` entry of an ingest answer names its row (the real API's shape is not documented):
 #: ``index+row`` (both), ``index`` (the position in ``data`` only) or ``row`` (the row as received only).
 FAILED_ENTRY_SHAPES = ("index+row", "index", "row")
+#: The default of each choice above is its first entry.
+DEFAULT_RATE_LIMIT_MODE = RATE_LIMIT_MODES[0]
+DEFAULT_RATE_LIMIT_SCOPE = RATE_LIMIT_SCOPES[0]
+DEFAULT_UPSERT = UPSERT_MODES[0]
+DEFAULT_FAILED_ENTRIES = FAILED_ENTRY_SHAPES[0]
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,8 @@ class Limits:
     max_rows_per_request: int | None = MAX_ROWS_PER_REQUEST
     max_request_bytes: int | None = MAX_REQUEST_BYTES
     requests_per_second: float | None = REQUESTS_PER_SECOND
-    rate_limit_mode: str = "token-bucket"
-    rate_limit_scope: str = "tenant"
+    rate_limit_mode: str = DEFAULT_RATE_LIMIT_MODE
+    rate_limit_scope: str = DEFAULT_RATE_LIMIT_SCOPE
 
     def __post_init__(self) -> None:
         if self.rate_limit_mode not in RATE_LIMIT_MODES:

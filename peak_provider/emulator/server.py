@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from peak_provider.emulator import errors
 from peak_provider.emulator.api import EmulatorApp, Request
 from peak_provider.emulator.catalog import Catalog
-from peak_provider.emulator.config import DEFAULT_SOLUTIONS, Limits, Solution
+from peak_provider.emulator.config import DEFAULT_FAILED_ENTRIES, DEFAULT_SOLUTIONS, DEFAULT_UPSERT, Limits, Solution
 from peak_provider.emulator.errors import ApiError
 from peak_provider.emulator.faults import Faults
 from peak_provider.emulator.stats import Recorder
@@ -229,8 +229,8 @@ class Emulator:
         allow_remote: bool = False,
         access_log: str | IO[str] | None = None,
         request_log_size: int = 100_000,
-        upsert: str = "replace",
-        failed_entries: str = "index+row",
+        upsert: str = DEFAULT_UPSERT,
+        failed_entries: str = DEFAULT_FAILED_ENTRIES,
     ):
         if not allow_remote and not is_loopback(host):
             raise ValueError(

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from peak_provider.api import UPSERT
-from peak_provider.emulator.config import UPSERT_MODES
+from peak_provider.emulator.config import DEFAULT_UPSERT, UPSERT_MODES
 
 #: Primary keys per ``SELECT … IN (…)`` when merging (well under SQLite's bound-parameter limit).
 _MERGE_CHUNK = 500
@@ -54,7 +54,7 @@ class Store:
     it (``upsert="merge"``).
     """
 
-    def __init__(self, path: str = ":memory:", upsert: str = "replace"):
+    def __init__(self, path: str = ":memory:", upsert: str = DEFAULT_UPSERT):
         if upsert not in UPSERT_MODES:
             raise ValueError(f"Unknown UPSERT mode {upsert!r}; known: {', '.join(UPSERT_MODES)}")
         self.path = path
