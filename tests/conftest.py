@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests import processes
+from tests.serving import serving
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -224,10 +224,5 @@ def capture_server() -> Iterator[CaptureServer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     server_state = CaptureServer(url=f"http://127.0.0.1:{httpd.server_address[1]}")
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    try:
+    with serving(httpd, "capture-server"):
         yield server_state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

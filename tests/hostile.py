@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.serving import serving_thread
+
 Answer = tuple[int, Mapping[str, str], bytes]
 Handler = Callable[[str, str, Mapping[str, str], bytes], Answer]
 
@@ -50,9 +52,7 @@ class HostileServer:
         self.port: int = self._httpd.server_address[1]
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, name=f"hostile-{self.port}", daemon=True
-        )
+        self._thread = serving_thread(self._httpd, f"hostile-{self.port}")
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -117,9 +117,9 @@ def test_tls_verification_is_on_by_default():
 def test_tls_failure_is_reported_not_retried(verify, monkeypatch, tmp_path):
     """A self-signed HTTPS server: with verify on, the connection test and ingest fail with a TLS error."""
     import ssl
-    import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
+    from tests.serving import serving
     from tests.tls import self_signed_cert
 
     cert, key = self_signed_cert(tmp_path)
@@ -139,8 +139,7 @@ def test_tls_failure_is_reported_not_retried(verify, monkeypatch, tmp_path):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-    try:
+    with serving(server, "tls-server"):
         conn = {
             "conn_type": "peak",
             "host": f"https://localhost:{server.server_address[1]}",
@@ -155,8 +154,6 @@ def test_tls_failure_is_reported_not_retried(verify, monkeypatch, tmp_path):
             assert not ok and "TLS error; not retried" in reason and CANARY not in reason
         else:
             assert ok, reason
-    finally:
-        server.shutdown()
 
 
 # --- a hostile server echoing the token -----------------------------------------------------------------
