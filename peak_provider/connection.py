@@ -8,6 +8,7 @@ hook construction with the connection id and the extra's name.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Any
@@ -95,7 +96,7 @@ def _strip_legacy_prefix(key: str) -> str:
 
 
 def _coerce(raw: Any, spec: Extra, fail: Any) -> Any:
-    """Coerce an extra from JSON or UI text to its declared type and check enum and minimum."""
+    """Coerce an extra from JSON or UI text to its declared type and check finiteness, enum and minimum."""
     try:
         if spec.type == "boolean":
             if isinstance(raw, str):
@@ -116,8 +117,10 @@ def _coerce(raw: Any, spec: Extra, fail: Any) -> Any:
             if not isinstance(raw, str):
                 raise ValueError
             value = raw.strip()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: "inf" or a huge number for an integer
         raise fail(f"expected {spec.type}, got {raw!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):  # "nan" and "inf" parse, and NaN passes the minimum
+        raise fail(f"expected a finite number, got {raw!r}")
     if spec.enum and value not in spec.enum:
         raise fail(f"{value!r} is not one of {', '.join(spec.enum)}")
     if spec.minimum is not None and value < spec.minimum:
@@ -126,11 +129,21 @@ def _coerce(raw: Any, spec: Extra, fail: Any) -> Any:
 
 
 def _base_url(conn_id: str, host: str | None, port: int | None) -> str:
-    """Normalise Host (+ Port) to a base URL; refuse plain http except to loopback."""
+    """Normalise Host (+ Port) to a base URL; refuse user-info, a query or a fragment, and plain http except
+    to loopback."""
     url = (host or DEFAULT_HOST).strip().rstrip("/")
     if "://" not in url:
         url = f"https://{url}"
     parts = urlsplit(url)
+    if "@" in parts.netloc:  # requests would send it as Basic auth in place of the token; never echo it
+        raise PeakConfigError(
+            f"Peak connection {conn_id!r}: host: remove the user-info (user:password@) from the API base URL; "
+            "the Personal Access Token (Password) is the only credential"
+        )
+    if "?" in url or "#" in url:  # the ingest paths are appended to the base URL
+        raise PeakConfigError(
+            f"Peak connection {conn_id!r}: host: remove the query ('?...') or fragment ('#...') from the API base URL"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PeakConfigError(f"Peak connection {conn_id!r}: host: {host!r} is not an http(s) URL")
     if parts.scheme == "http" and not is_loopback_literal(parts.hostname):

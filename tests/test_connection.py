@@ -1,5 +1,8 @@
 """The ``peak`` connection: defaults, validation errors that name the connection and the extra, http policy."""
 
+import json
+import re
+
 import pytest
 
 from peak_provider.connection import PeakSettings
@@ -60,6 +63,77 @@ def test_hub_and_regional_hosts_by_changing_host_only():
 def test_invalid_extras_name_the_connection_and_extra(extra, message):
     with pytest.raises(PeakConfigError, match=message.replace("(", r"\(")):
         settings(**extra)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"timeout": "nan"},
+        {"requests_per_second": "nan"},
+        {"max_throttle_wait": "nan"},
+        {"retry_backoff": "nan"},
+        {"retry_backoff_max": "NaN"},
+        {"request_deadline": "inf"},
+        {"timeout": "1e400"},
+        json.loads('{"timeout": NaN}'),  # Python's json accepts NaN and Infinity
+        json.loads('{"request_deadline": Infinity}'),
+    ],
+)
+def test_non_finite_numbers_refused(extra):
+    """NaN passes every ``>= minimum`` check; with timeout nan, rows never sent were counted in doubt."""
+    (name,) = extra
+    with pytest.raises(PeakConfigError, match=f"'peak_x': {name}: expected a finite number"):
+        settings(**extra)
+
+
+@pytest.mark.parametrize(
+    "extra", [{"max_in_flight": "inf"}, {"max_retries": "-inf"}, json.loads('{"max_in_flight": Infinity}')]
+)
+def test_infinite_integer_refused_naming_the_extra(extra):
+    """``int(float("inf"))`` raises OverflowError; it is reported like any other invalid integer."""
+    (name,) = extra
+    with pytest.raises(PeakConfigError, match=f"'peak_x': {name}: expected integer"):
+        settings(**extra)
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("http://alice:hunter2pw@127.0.0.1:8787", "remove the user-info"),
+        ("alice:hunter2pw@ingestion.peak.ai", "remove the user-info"),
+        ("https://:hunter2pw@ingestion.peak.ai/ingestion-api", "remove the user-info"),
+        ("ftp://alice:hunter2pw@x", "remove the user-info"),
+        ("https://ingestion.peak.ai?x=1", "remove the query ('?...') or fragment ('#...')"),
+        ("https://ingestion.peak.ai/ingestion-api/?", "remove the query"),
+        ("https://ingestion.peak.ai#f", "remove the query ('?...') or fragment ('#...')"),
+    ],
+)
+def test_host_with_user_info_query_or_fragment_refused(host, message):
+    """User-info would replace the token with Basic auth; a query or fragment breaks the appended ingest path."""
+    with pytest.raises(PeakConfigError, match=re.escape(f"'peak_x': host: {message}")) as caught:
+        settings(host=host)
+    assert "hunter2pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "base_url"),
+    [
+        ("https://service.peak.ai/ingestion-api/", None, "https://service.peak.ai/ingestion-api"),
+        ("https://ingestion.peak.ai:8443/ingestion-api", None, "https://ingestion.peak.ai:8443/ingestion-api"),
+        ("service.peak.ai/ingestion-api", 8443, "https://service.peak.ai:8443/ingestion-api"),
+        (" http://[::1]:8787/ ", None, "http://[::1]:8787"),
+    ],
+)
+def test_valid_hosts_still_accepted(host, port, base_url):
+    assert settings(host=host, port=port).base_url == base_url
+
+
+def test_hook_refuses_user_info_and_non_finite_extras(peak_connection):
+    with pytest.raises(PeakConfigError, match="'with_userinfo': host: remove the user-info") as caught:
+        PeakHook(peak_connection("with_userinfo", host="http://alice:hunter2pw@127.0.0.1:8787"))
+    assert "hunter2pw" not in str(caught.value)
+    with pytest.raises(PeakConfigError, match="'nan_timeout': timeout: expected a finite number"):
+        PeakHook(peak_connection("nan_timeout", host="https://ingestion.peak.ai", timeout=float("nan")))
 
 
 @pytest.mark.parametrize("host", ["http://ingestion.peak.ai", "http://10.0.0.5:8080", "http://example.com/api"])
