@@ -67,7 +67,12 @@ def add_filter(
     """Wrap ``sql`` with ``WHERE column <op> <bound> AND …`` (``conditions``: name, operator, value) and an
     ``ORDER BY`` (for a deterministic, resumable order); unchanged when there is neither.
     ``alternatives`` adds ``AND ((<group 1>) OR (<group 2>) …)``, each group's conditions joined by ``AND``
-    (several windows in one query)."""
+    (several windows in one query).
+
+    A query without parameters (``None``) given bounds in the ``format``/``pyformat`` style has its ``%``
+    doubled: the driver then reads ``%`` as a placeholder and ``%%`` as ``%``, so ``LIKE 'PROD%'`` runs as
+    written. A query with parameters is already escaped for the driver and is left alone; when no bound is
+    added, the parameters are returned as given (``None`` stays ``None``)."""
     positional = isinstance(parameters, list | tuple)
     new_params: Any = list(parameters) if positional else dict(parameters or {})  # type: ignore[arg-type]
 
@@ -87,6 +92,10 @@ def add_filter(
     body = sql.strip().rstrip(";")
     if not clauses and not order_by:
         return body, parameters
+    if not conditions and not any(alternatives):
+        new_params = parameters  # no bound added: the driver reads the query as the user wrote it
+    elif parameters is None and paramstyle in ("format", "pyformat"):
+        body = body.replace("%", "%%")
     where = f"\nWHERE {' AND '.join(clauses)}" if clauses else ""
     columns = ", ".join(f"peak_src.{sql_identifier(c, 'ORDER BY column')}" for c in order_by)
     order = f"\nORDER BY {columns}" if order_by else ""

@@ -34,10 +34,11 @@ def peak_load_group(
     :param application: the catalogue to check and order by (``inventory``, ``b2c_pricing``, …). Default:
         the application whose catalogue has all of ``loads``; where several do and their foreign keys
         among ``loads`` differ, pass it.
-    :param per_resource: resource -> extra operator arguments for that resource only.
+    :param per_resource: resource -> extra operator arguments for that resource only; every resource must be
+        one of ``loads``.
     :param operator_kwargs: arguments for every operator (``pool``, ``retries``, ``incremental_column``, …).
-    :raises PeakConfigError: an unknown resource or application, an ambiguous catalogue or a foreign-key
-        cycle, at DAG parse time.
+    :raises PeakConfigError: an unknown resource or application, a ``per_resource`` key not in ``loads``, an
+        ambiguous catalogue or a foreign-key cycle, at DAG parse time.
     """
     try:
         app = _catalogue_of(loads, application)
@@ -46,6 +47,11 @@ def peak_load_group(
         raise PeakConfigError(f"peak_load_group {group_id!r}: {exc}") from None
     sql_by_name = {name.lower(): sql for name, sql in loads.items()}
     extra = {name.lower(): dict(kw) for name, kw in (per_resource or {}).items()}
+    if unknown := [name for name in per_resource or {} if name.lower() not in sql_by_name]:
+        raise PeakConfigError(
+            f"peak_load_group {group_id!r}: unknown per_resource key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))} (not in loads). Known resources: {', '.join(sorted(sql_by_name))}"
+        )
     with TaskGroup(group_id=group_id) as group:
         tasks = {
             name: SqlToPeakOperator(

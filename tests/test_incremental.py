@@ -4,8 +4,10 @@ pyformat), and ``IncrementalLoad`` step by step."""
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -53,20 +55,28 @@ def sqlite_db() -> Iterator[sqlite3.Connection]:
     db.close()
 
 
-@pytest.fixture
-def pg_db(postgres: dict[str, Any]) -> Iterator[Any]:
-    import psycopg2
-
-    db = psycopg2.connect(**postgres)
+@contextmanager
+def pg_table(driver: str, postgres: dict[str, Any], table: str, columns: str, rows: Any) -> Iterator[Any]:
+    """A connection of ``driver`` (autocommit) to the session's PostgreSQL, with ``table`` made and filled
+    for the ``with`` block, then dropped."""
+    db = importlib.import_module(driver).connect(**postgres)
     db.autocommit = True
     with db.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS events")
-        cur.execute("CREATE TABLE events (kind text, updated_at text)")
-        cur.executemany("INSERT INTO events VALUES (%s, %s)", ROWS)
-    yield db
-    with db.cursor() as cur:
-        cur.execute("DROP TABLE events")
-    db.close()
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(f"CREATE TABLE {table} ({columns})")
+        cur.executemany(f"INSERT INTO {table} VALUES (%s, %s)", rows)
+    try:
+        yield db
+    finally:
+        with db.cursor() as cur:
+            cur.execute(f"DROP TABLE {table}")
+        db.close()
+
+
+@pytest.fixture
+def pg_db(postgres: dict[str, Any]) -> Iterator[Any]:
+    with pg_table("psycopg2", postgres, "events", "kind text, updated_at text", ROWS) as db:
+        yield db
 
 
 def run(db: Any, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> list[tuple[Any, ...]]:
@@ -146,7 +156,8 @@ def test_a_trailing_semicolon_does_not_break_the_wrapped_query(sqlite_db):
 def test_order_by_alone_and_with_a_watermark(sqlite_db):
     sql, params = add_filter("SELECT kind, updated_at FROM events", None, None, [], "qmark", ["updated_at", "kind"])
     assert sql.endswith("\nORDER BY peak_src.updated_at, peak_src.kind") and "WHERE" not in sql
-    assert [r[1] for r in sqlite_db.execute(sql, params)] == sorted(r[1] for r in ROWS)
+    assert params is None  # nothing bound: the query runs without parameters, as the user's would
+    assert [r[1] for r in sqlite_db.execute(sql)] == sorted(r[1] for r in ROWS)
 
     sql, params = add_filter(
         "SELECT kind, updated_at FROM events", [], "updated_at", [("peak_mark", ">", LOWER)], "qmark", ["kind"]
@@ -324,3 +335,97 @@ def test_watermark_mode_refuses_a_query_without_the_column():
     load = watermark_load(marked("2025-03-01 00:00:00"))
     with pytest.raises(PeakConfigError, match="updated_at"):
         load.track(iter([("a",)]), ["kind"])
+
+
+# --- a literal % in the user's query (PostgreSQL: psycopg2 and psycopg 3, both pyformat) ----------------
+# Bound parameters make the driver read every % of the query as a placeholder. A query without parameters
+# runs as written on a full load, so once bounds are added its % must be doubled; a query with parameters
+# is already written for the driver and must not be escaped twice.
+
+PERCENT_ROWS = [
+    ("PROD-1", "2025-03-01 00:00:00+00"),
+    ("PROD-2", "2025-03-01 12:00:00+00"),
+    ("OTHER-3", "2025-03-01 13:00:00+00"),  # in the window, but not LIKE 'PROD%'
+    ("PROD-4", "2025-03-02 00:00:00+00"),
+    ("PROD-5", "2025-03-03 12:00:00+00"),
+]
+PERCENT_SQL = "SELECT name, updated_at, '100%' AS label FROM percent_products WHERE name LIKE 'PROD%'"
+
+
+@pytest.fixture(params=["psycopg2", "psycopg"])
+def pg_percent(request: pytest.FixtureRequest, postgres: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """A ``percent_products`` table on real PostgreSQL; returns (driver, a connection of that driver)."""
+    with pg_table(request.param, postgres, "percent_products", "name text, updated_at timestamptz", PERCENT_ROWS) as db:
+        yield request.param, db
+
+
+def names_and_labels(db: Any, query: Query) -> list[tuple[str, str]]:
+    return [(name, label) for name, _, label in run(db, *query)]
+
+
+@pytest.mark.parametrize(
+    ("load", "order_by", "expected"),
+    [
+        (IncrementalLoad("updated_at", plan=LedgerPlan(windows=[(utc(1), utc(2))])), (), ["PROD-1", "PROD-2"]),
+        (
+            IncrementalLoad("updated_at", plan=LedgerPlan(windows=[(utc(1), utc(2)), (utc(3), utc(4))])),
+            ["name"],
+            ["PROD-1", "PROD-2", "PROD-5"],
+        ),
+        (IncrementalLoad(), ["name"], ["PROD-1", "PROD-2", "PROD-4", "PROD-5"]),  # resumable: ORDER BY only
+    ],
+    ids=["interval", "two-windows-resumable", "full-resumable"],
+)
+def test_a_literal_percent_without_parameters_survives_the_filter_on_postgres(pg_percent, load, order_by, expected):
+    driver, db = pg_percent
+    query = load.query(PERCENT_SQL, None, driver, order_by)
+    assert names_and_labels(db, query) == [(name, "100%") for name in expected]
+
+
+def test_a_literal_percent_without_parameters_survives_a_watermark_on_postgres(pg_percent):
+    driver, db = pg_percent
+    query = watermark_load(marked("2025-03-01 06:00:00+00:00")).query(PERCENT_SQL, None, driver, ["name"])
+    assert names_and_labels(db, query) == [("PROD-2", "100%"), ("PROD-4", "100%"), ("PROD-5", "100%")]
+
+
+@pytest.mark.parametrize(
+    ("sql", "parameters"),
+    [
+        ("name LIKE %s || '%%'", ["PROD"]),
+        ("name LIKE %(prefix)s || '%%'", {"prefix": "PROD"}),
+    ],
+    ids=["positional", "named"],
+)
+@pytest.mark.parametrize("order_by", [(), ["name"]], ids=["unordered", "resumable"])
+def test_a_query_with_parameters_keeps_its_escaped_percent_on_postgres(pg_percent, sql, parameters, order_by):
+    driver, db = pg_percent
+    user_sql = f"SELECT name, updated_at, '100%%' AS label FROM percent_products WHERE {sql}"
+    load = IncrementalLoad("updated_at", plan=LedgerPlan(windows=[(utc(1), utc(2))]))
+    query = load.query(user_sql, parameters, driver, order_by)
+    assert names_and_labels(db, query) == [("PROD-1", "100%"), ("PROD-2", "100%")]
+
+
+@pytest.mark.parametrize(
+    ("style", "parameters", "conditions", "order_by", "user_sql", "bound"),
+    [
+        ("pyformat", None, INTERVAL, (), "LIKE 'P%'", {"peak_lower": LOWER, "peak_upper": UPPER}),
+        ("format", None, INTERVAL, ["kind"], "LIKE 'P%'", {"peak_lower": LOWER, "peak_upper": UPPER}),
+        ("pyformat", {"k": "P"}, INTERVAL, (), "LIKE 'P%%'", {"k": "P", "peak_lower": LOWER, "peak_upper": UPPER}),
+        ("format", ["P"], INTERVAL, (), "LIKE 'P%%'", ["P", LOWER, UPPER]),
+        ("pyformat", None, [], ["kind"], "LIKE 'P%'", None),  # no bound added: run as written, no parameters
+        ("pyformat", {}, [], ["kind"], "LIKE 'P%%'", {}),
+        ("qmark", None, INTERVAL, (), "LIKE 'P%'", {"peak_lower": LOWER, "peak_upper": UPPER}),
+        ("named", None, INTERVAL, (), "LIKE 'P%'", {"peak_lower": LOWER, "peak_upper": UPPER}),
+        ("numeric", None, [], ["kind"], "LIKE 'P%'", None),
+    ],
+)
+def test_percent_is_doubled_only_for_format_styles_when_bounds_are_added_to_a_query_without_parameters(
+    style, parameters, conditions, order_by, user_sql, bound
+):
+    doubled = style in ("format", "pyformat") and parameters is None and conditions
+    sql, params = add_filter(
+        f"SELECT kind FROM events WHERE kind {user_sql}", parameters, "updated_at", conditions, style, order_by
+    )
+    expected = user_sql.replace("%", "%%") if doubled else user_sql
+    assert f"SELECT * FROM (\nSELECT kind FROM events WHERE kind {expected}\n) peak_src" in sql
+    assert params == bound

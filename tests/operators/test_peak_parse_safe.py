@@ -122,6 +122,27 @@ def test_group_and_operator_catalogue_checks(no_outside_world):
     assert no_outside_world == []
 
 
+def test_a_per_resource_key_not_in_loads_fails_at_parse_time_with_the_list(no_outside_world):
+    from airflow.providers.common.compat.sdk import DAG
+
+    loads = {"products": "x", "Customer_Orders": "y"}
+    with DAG(dag_id="d", schedule=None):
+        with pytest.raises(
+            PeakConfigError,
+            match=r"peak_load_group 'g': unknown per_resource key 'customer_order' \(not in loads\)\. "
+            r"Known resources: customer_orders, products$",
+        ):
+            peak_load_group("g", loads=loads, sql_conn_id="w", per_resource={"customer_order": {"retries": 5}})
+        with pytest.raises(PeakConfigError, match=r"unknown per_resource keys 'locations', 'sale' \(not in loads\)"):
+            peak_load_group(
+                "g", loads=loads, sql_conn_id="w", per_resource={"locations": {}, "products": {}, "sale": {}}
+            )
+        # keys match loads whatever their case
+        group = peak_load_group("h", loads=loads, sql_conn_id="w", per_resource={"CUSTOMER_ORDERS": {"retries": 5}})
+    assert group.children["h.customer_orders"].retries == 5
+    assert no_outside_world == []
+
+
 KEYS = ["peak://h:1/INV_OOTB/INV_PRODUCTS_OOTB", "peak://peak_wm/PRODUCTS"]
 
 
