@@ -1,7 +1,8 @@
 """Typed errors: each says what went wrong in the caller's terms and never carries the token.
 
 Every error raised out of a load carries ``result``: the :class:`~peak_provider.result.IngestResult` so far,
-whose buckets (accepted, rejected, in doubt, unsent) add up to the rows read.
+whose buckets (accepted, rejected, in doubt, unsent) add up to the rows read. So does any other exception
+that stops a load (a task timeout, a bug), as an attribute set on it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,16 @@ class PeakAuthError(PeakHTTPError):
 
 class PeakSourceError(PeakError):
     """Reading the rows to load failed (the warehouse query or the row iterator raised)."""
+
+
+class PeakSinkError(PeakError):
+    """The rejected-rows sink (``on_rejected``) raised: the load stops sending, since the rows it rejects from
+    then on could not be recorded. The rows are still counted; the sink's error is the ``__cause__``."""
+
+
+class PeakStoppedError(PeakError):
+    """The load was stopped from outside (:meth:`PeakHook.stop <peak_provider.hooks.peak.PeakHook.stop>`, e.g.
+    by the operator's ``on_kill``): nothing more was sent, and the batches in flight were counted."""
 
 
 class PeakRejectedRowsError(PeakError, AirflowFailException):

@@ -8,8 +8,9 @@ bytes, and sends up to ``max_in_flight`` batches at once on a thread pool. Its r
   key twice (the second row opens a new batch). Rows with unique keys keep full concurrency.
 - **Honest buckets.** Every row added ends in exactly one bucket of the
   :class:`~peak_provider.result.IngestResult`: accepted, rejected, in doubt or unsent.
-- **Stop on failure.** When a batch fails for good, nothing more is sent: batches in flight settle and
-  are counted, held and unsent rows are counted unsent, and the error is raised with the result.
+- **Stop on failure.** When a batch fails for good, or the ``on_rejected`` sink raises, nothing more is
+  sent: batches in flight settle and are counted, held and unsent rows are counted unsent, and the error
+  is raised with the result.
 - **Progress.** With ``on_progress`` it reports the settled prefix of the read order (a checkpoint a
   retry resumes from), and bounds what such a retry re-sends to ``max_in_flight`` batches.
 - **413.** A batch the API refuses as too large is split in halves and retried; a single row is rejected
@@ -23,6 +24,7 @@ bytes, and sends up to ``max_in_flight`` batches at once on a thread pool. Its r
 from __future__ import annotations
 
 import gc
+import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -31,11 +33,13 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
-from peak_provider.exceptions import PeakError, PeakHTTPError
-from peak_provider.reply import Failure
+from peak_provider.exceptions import PeakError, PeakHTTPError, PeakSinkError
+from peak_provider.reply import Failure, excerpt
 from peak_provider.result import IngestResult, Rejection
 from peak_provider.retries import Applied, Cause
 from peak_provider.transport import PayloadTooLarge
+
+log = logging.getLogger(__name__)
 
 #: Bucket codes of a settled row (``UNSENT`` rows are not settled: a retry sends them).
 ACCEPTED, REJECTED, IN_DOUBT = 0, 1, 2
@@ -116,6 +120,7 @@ class SendingWindow:
     :param send: POSTs the rows of one batch (in a worker thread); returns the body's outcome or raises
         :class:`PayloadTooLarge` / :class:`~peak_provider.exceptions.PeakHTTPError`.
     :param describe: ``(source row, field, reason, code, outcome) -> Rejection`` for rows of this load.
+    :param scrub: removes secrets from a text (the sink's error, quoted in the load's).
     :param room: bytes available for rows and the commas between them in one body.
     :param in_doubt_settles: whether an in-doubt row is settled for good (APPEND: a retry must not
         re-send it) or not (UPSERT: a retry re-sends it, which is safe and keeps per-key order).
@@ -132,6 +137,7 @@ class SendingWindow:
         max_request_bytes: int,
         max_in_flight: int,
         in_doubt_settles: bool,
+        scrub: Callable[[str], str],
         on_rejected: Callable[[Rejection], None] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
     ):
@@ -143,6 +149,7 @@ class SendingWindow:
         self.max_request_bytes = max_request_bytes
         self.max_in_flight = max_in_flight
         self.in_doubt_settles = in_doubt_settles
+        self._scrub = scrub
         self.on_rejected = on_rejected
         self.on_progress = on_progress
         self.error: PeakError | None = None
@@ -196,7 +203,7 @@ class SendingWindow:
         ):
             try:
                 self._close()
-            except PeakError:
+            except BaseException:  # a failed batch, or a task timeout raised while waiting
                 self.result.rows_unsent += 1  # this row: read, never queued
                 raise
             batch = self._open
@@ -222,6 +229,12 @@ class SendingWindow:
             raise self.error
         if self._track and self.on_progress is not None:
             self.on_progress(self._progress(final=True))
+
+    def stop(self, error: PeakError) -> None:
+        """Stop from outside (a signal handler, another thread): no batch is sent after the one being added;
+        the load raises ``error`` (unless it failed already) once the batches in flight have settled."""
+        if self.error is None:
+            self.error = error
 
     def abort(self) -> None:
         """Stop: no new batches; let those in flight settle; count the rest unsent."""
@@ -251,7 +264,11 @@ class SendingWindow:
         self._open = Batch(self._seq)
         self._open_keys = set()
         while self._full():
-            self._wait_one()
+            try:
+                self._wait_one()
+            except BaseException:  # e.g. a task timeout raised while waiting: the batch is counted unsent
+                self._held.append(batch)
+                raise
             if self.error is not None:
                 self._held.append(batch)  # counted unsent by abort()
                 raise self.error
@@ -390,9 +407,25 @@ class SendingWindow:
             self._advance()
 
     def _rejected(self, rejection: Rejection) -> None:
+        """Count a rejected or in-doubt row, then hand it to the sink. A sink that raises is not called again
+        and stops the load (:class:`PeakSinkError`), but never interrupts a settlement: every row is counted."""
         self.result.add_rejection(rejection)
-        if self.on_rejected is not None:
+        if self.on_rejected is None:
+            return
+        try:
             self.on_rejected(rejection)
+        except Exception as exc:
+            self.on_rejected = None
+            error = PeakSinkError(
+                f"{self.result.resource}: the rejected-rows sink failed ({type(exc).__name__}: "
+                f"{excerpt(str(exc), self._scrub)}); the load stopped, and rows rejected from then on are "
+                "counted but not in the sink"
+            )
+            error.__cause__ = exc
+            if self.error is None:
+                self.error = error
+            else:
+                log.error("%s", error)
 
     def _mark(self, batch: Batch, i: int, bucket: int) -> None:
         if self._track and (bucket != IN_DOUBT or self.in_doubt_settles):

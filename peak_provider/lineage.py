@@ -147,18 +147,19 @@ def _ingestion_facet_class() -> type:
 
 def output_dataset(obj: PeakObject, summary: dict[str, Any] | None) -> Any:
     """The OpenLineage output dataset for a Peak object; with a load's ``summary`` (an
-    ``IngestResult.to_dict()``), its ``outputStatistics`` (rows accepted, bytes sent) and
-    ``peakIngestion`` (read, accepted, rejected, operation, dry run) output facets."""
+    ``IngestResult.to_dict()``), its ``outputStatistics`` (rows accepted, bytes sent; not for a dry run,
+    which writes nothing) and ``peakIngestion`` (read, accepted, rejected, operation, dry run) output facets."""
     from airflow.providers.common.compat.openlineage.facet import (
         OutputDataset,
         OutputStatisticsOutputDatasetFacet,
     )
 
     facets: dict[str, Any] = {}
-    if summary:
+    if summary and not summary.get("dry_run"):  # a dry run writes no row
         facets["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
             rowCount=int(summary.get("rows_accepted", 0)), size=int(summary.get("bytes_sent", 0))
         )
+    if summary:
         facets[INGESTION_FACET] = _ingestion_facet_class()(
             rowsRead=int(summary.get("rows_read", 0)),
             rowsAccepted=int(summary.get("rows_accepted", 0)),

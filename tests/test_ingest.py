@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from peak_provider.exceptions import PeakAuthError, PeakError, PeakHTTPError
+from peak_provider.exceptions import PeakAuthError, PeakError, PeakHTTPError, PeakSinkError
 from peak_provider.ingest import Progress, SendingWindow, frozen_heap
 from peak_provider.reply import Failure
 from peak_provider.result import IngestResult, Rejection
@@ -131,6 +131,7 @@ def make_load(
         max_request_bytes=max_request_bytes,
         max_in_flight=max_in_flight,
         in_doubt_settles=in_doubt_settles,
+        scrub=lambda text: text,
         on_rejected=rejections.append,
         on_progress=progress.append if track else None,
     )
@@ -379,6 +380,28 @@ def test_an_unexpected_exception_from_send_leaves_the_batch_in_doubt():
     assert load.error.applied is Applied.MAYBE
     assert isinstance(load.error.__cause__, AttributeError)
     assert load.buckets() == {"accepted": 2, "rejected": 0, "in_doubt": 2, "unsent": 2}
+
+
+def test_a_sink_that_raises_stops_the_load_after_settling_the_batch(fake):
+    """The rejected-rows sink raises on a batch's first rejection: every row of that batch is still counted and
+    settled (a resumed APPEND must not send its accepted rows again), the sink is not called again, nothing more
+    is sent, and the load fails with a PeakSinkError whose cause is the sink's error."""
+    fake.answer = lambda positions: [Failure(i, "pack_size", None, "bad") for i in (0, 2, 3)] if 0 in positions else []
+    load = make_load(fake, max_rows=5, max_in_flight=1, track=True)
+    calls: list[Rejection] = []
+
+    def sink(rejection: Rejection) -> None:
+        calls.append(rejection)
+        raise OSError(28, "No space left on device")
+
+    load.window.on_rejected = sink
+    stream(load, list("abcdefghijkl"))
+    assert isinstance(load.error, PeakSinkError) and isinstance(load.error.__cause__, OSError)
+    assert "rejected-rows sink failed (OSError: [Errno 28] No space left on device)" in str(load.error)
+    assert len(calls) == 1
+    assert fake.calls == [[0, 1, 2, 3, 4]]
+    assert load.buckets() == {"accepted": 2, "rejected": 3, "in_doubt": 0, "unsent": 6}  # [f..j] and k: unsent
+    assert load.final().ranges == [[0, 5, 2, 3, 0]]
 
 
 # --- progress -------------------------------------------------------------------------------------------

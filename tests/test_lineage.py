@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import jsonschema
 import pytest
 
 from peak_provider.hooks.peak import PeakHook
-from peak_provider.lineage import convert_asset_to_openlineage, peak_object, sanitize_uri
+from peak_provider.lineage import convert_asset_to_openlineage, output_dataset, peak_object, sanitize_uri
 from tests.airflow_services import run_captured
 from tests.conftest import REPO
 
@@ -52,7 +53,9 @@ def test_one_identity_for_the_asset_the_converter_and_the_uri_handler():
     assert (dataset.namespace, dataset.name) == (obj.namespace, obj.name)
 
 
-def test_the_hook_reports_its_output_to_the_hook_lineage_collector(peak_emulator, monkeypatch):
+@pytest.fixture
+def lineage_collector(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The hook lineage collector Airflow uses once a lineage reader (OpenLineage) is installed."""
     from airflow.providers.common.compat import sdk as compat_sdk
 
     try:
@@ -60,15 +63,39 @@ def test_the_hook_reports_its_output_to_the_hook_lineage_collector(peak_emulator
     except ImportError:  # Airflow 2
         from airflow.lineage.hook import HookLineageCollector  # type: ignore[no-redef]
 
-    collector = HookLineageCollector()  # what Airflow uses once a lineage reader (OpenLineage) is installed
+    collector = HookLineageCollector()
     monkeypatch.setattr(compat_sdk, "get_hook_lineage_collector", lambda: collector, raising=False)
+    return collector
+
+
+def test_the_hook_reports_its_output_to_the_hook_lineage_collector(peak_emulator, monkeypatch, lineage_collector):
     monkeypatch.setenv("AIRFLOW_CONN_PEAK_DEFAULT", peak_emulator.connection_json("INV_OOTB"))
     hook = PeakHook()
     hook.report_lineage("products")
-    (output,) = collector.collected_assets.outputs
+    (output,) = lineage_collector.collected_assets.outputs
     asset = getattr(output, "asset", None) or output.dataset  # Airflow 2 collects datasets
     assert asset.uri == f"peak://{peak_emulator.url.split('://')[1]}/INV_OOTB/INV_PRODUCTS_OOTB"
     assert output.context is hook
+
+
+def test_a_dry_run_reports_no_output(peak_emulator, monkeypatch, lineage_collector):
+    """A dry run writes nothing: the hook reports no output to the collector (a real load does), and the
+    OpenLineage output dataset carries no ``outputStatistics``, only the ``peakIngestion`` facet saying so."""
+    monkeypatch.setenv("AIRFLOW_CONN_PEAK_DEFAULT", peak_emulator.connection_json("INV_OOTB"))
+    rows = [{"product_id": "P1", "source_id": "S1", "pack_size": 1, "updated_at": "2025-03-01 00:00:00"}]
+    with closing(PeakHook()) as hook:
+        assert hook.upsert("products", rows, dry_run=True).rows_accepted == 1
+        assert not lineage_collector.collected_assets.outputs
+        hook.upsert("products", rows)
+    assert len(lineage_collector.collected_assets.outputs) == 1
+    if not OPENLINEAGE:
+        print(f"skipping the dataset check: {NO_OPENLINEAGE}")
+        return
+    summary = {"rows_read": 1, "rows_accepted": 1, "rows_rejected": 0, "operation": "UPSERT", "bytes_sent": 99}
+    obj = peak_object("h", "S", "O")
+    assert set(output_dataset(obj, {**summary, "dry_run": False}).outputFacets) == {"outputStatistics", "peakIngestion"}
+    facets = output_dataset(obj, {**summary, "dry_run": True}).outputFacets
+    assert set(facets) == {"peakIngestion"} and facets["peakIngestion"].dryRun is True
 
 
 def test_postgres_inputs_come_from_the_hooks_openlineage_database_info(

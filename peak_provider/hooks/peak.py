@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -16,7 +17,7 @@ from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 from peak_provider import api
 from peak_provider.api import ADD_ATTRIBUTE_PATH, ATTRIBUTE_TYPES, SCHEMA_PATH, SOLUTIONS_PATH
 from peak_provider.connection import PeakSettings, parse_extra
-from peak_provider.exceptions import PeakConfigError, PeakError, PeakSourceError
+from peak_provider.exceptions import PeakConfigError, PeakError, PeakSourceError, PeakStoppedError
 from peak_provider.extras import CONN_TYPE, DEFAULT_CONN_ID, EXTRAS
 from peak_provider.ingest import Progress, SendingWindow
 from peak_provider.ratecontrol import AdaptivePacer, RateControl, SharedBudget, budget_key
@@ -82,6 +83,7 @@ class PeakHook(BaseHook):
         self.timestamp_format = self.application.timestamp_format_with(self.settings.timestamp_format)
         self._session: requests.Session | None = None
         self._transport: Transport | None = None
+        self._window: SendingWindow | None = None  # the load in progress, for stop()
 
     def __repr__(self) -> str:
         return f"PeakHook(peak_conn_id={self.peak_conn_id!r}, base_url={self.settings.base_url!r})"
@@ -264,11 +266,14 @@ class PeakHook(BaseHook):
             max_request_bytes=s.max_request_bytes,
             max_in_flight=s.max_in_flight,
             in_doubt_settles=op == api.APPEND,
+            scrub=self._scrub,
             on_rejected=on_rejected,
             on_progress=on_progress,
         )
         skipper = Skipper(resume_from, result) if resume_from is not None else None
-        self.report_lineage(resource)  # before sending, so a failed load still reports its output
+        if not dry_run:  # a dry run writes nothing
+            self.report_lineage(resource)  # before sending, so a failed load still reports its output
+        self._window = window
         started = time.monotonic()
         position = -1  # of the last row read; rows_read is position + 1
         encode, add, room = encoder.encode, window.add, window.room  # the per-row loop, kept lean
@@ -305,10 +310,16 @@ class PeakHook(BaseHook):
             window.abort()
             exc.result = result
             raise
-        except BaseException:
+        except BaseException as exc:  # a task timeout, a bug: the counts so far go with it too
             window.abort()
+            counted = result.rows_accepted + result.rows_rejected + result.rows_in_doubt + result.rows_unsent
+            if counted == position:  # raised between reading a row and handing it to the window
+                result.rows_unsent += 1
+            with contextlib.suppress(AttributeError):  # an exception type that takes no attributes
+                exc.result = result  # type: ignore[attr-defined]
             raise
         finally:
+            self._window = None
             result.rows_read = position + 1  # skipped (resumed) rows included
             window.close()
             result.requests, result.retries, result.bytes_sent = (
@@ -332,6 +343,14 @@ class PeakHook(BaseHook):
             result.truncated_subseconds = encoder.truncated_subseconds
         self.log.info("Peak ingest: %s", result)
         return result
+
+    def stop(self, reason: str) -> None:
+        """Stop the load in progress, if any (safe from a signal handler or another thread): no batch is sent
+        after the one being read, the batches in flight settle, and :meth:`ingest` raises
+        :class:`PeakStoppedError` carrying the counts."""
+        window = self._window
+        if window is not None:
+            window.stop(PeakStoppedError(f"The load was stopped: {reason}"))
 
     def _batch_sender(
         self,

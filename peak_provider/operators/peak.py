@@ -164,13 +164,15 @@ class SqlToPeakOperator(BaseOperator):
         self.outlet: Asset | AssetAlias = (
             Asset(asset_uri) if asset_uri else AssetAlias(peak_asset_alias(peak_conn_id, resource))
         )
-        kwargs["outlets"] = [*(kwargs.get("outlets") or []), self.outlet]
+        if not dry_run:  # a dry run writes nothing: no asset event, so no consumer DAG is triggered
+            kwargs["outlets"] = [*(kwargs.get("outlets") or []), self.outlet]
         super().__init__(**kwargs)
         self.resource = resource.lower()
         self.application = application
         self.asset_uri = asset_uri
         self._peak_object: PeakObject | None = None  # the target, once execute() has read the connection
         self._peak_result: dict[str, Any] | None = None  # the last load's summary, for OpenLineage
+        self._hook: PeakHook | None = None  # while execute() runs, for on_kill()
         self.sql = sql
         self.sql_conn_id = sql_conn_id
         self.peak_conn_id = peak_conn_id
@@ -191,33 +193,48 @@ class SqlToPeakOperator(BaseOperator):
         self.schema_check = schema_check
 
     def execute(self, context: Context) -> dict[str, Any]:
-        with closing(PeakHook(self.peak_conn_id)) as hook:  # its HTTP session is closed whatever fails
-            # an unknown resource fails here, before the warehouse is touched
-            operation = (self.operation or hook.resource(self.resource).default_operation).upper()
-            load = self._incremental_load(context, hook, operation)  # an empty interval or missed windows fail here
-            live = hook.get_schema() if self.schema_check else None
-            resumable = self.resumable if self.resumable is not None else operation == APPEND
-            if operation == APPEND and not resumable:
-                self.log.warning("resumable=False: a retry of this APPEND task sends every row again (duplicates)")
-            with stream_query(self.sql_conn_id, self._query(load, hook, resumable), self.fetch_size) as stream:
-                checked = self._preflight(hook, stream.columns, live)
-                rows = load.track(stream.rows, stream.columns)  # a query without the incremental column fails here
-                checkpoint = self._checkpoint(context, stream.query, operation) if resumable else None
-                sink = None
-                if self.rejected_rows_path:
-                    resuming = checkpoint is not None and checkpoint.earlier is not None
-                    sink = RejectedRowsSink(self.rejected_rows_path, self.resource, append=resuming)
-                result = self._send(hook, rows, checked, operation, checkpoint, sink)
-            if not result.reconciled:
-                raise PeakError(f"Counts do not reconcile (a bug, please report it): {result}")
-            summary = self._summary(result, checked, checkpoint, sink)
-            summary.update(load.record_sent())  # recorded even if a threshold below fails the task: the rows were sent
-            self._emit_asset_event(context, hook, summary)
-            if checkpoint is not None:
-                checkpoint.clear()  # the load completed; a later run (or a cleared task) starts from the top
-            self._check_thresholds(result, summary, sink)
-            load.commit()
-            return summary
+        try:
+            with closing(PeakHook(self.peak_conn_id)) as hook:  # its HTTP session is closed whatever fails
+                self._hook = hook
+                return self._load(context, hook)
+        finally:
+            self._hook = None
+
+    def on_kill(self) -> None:
+        """Stop the load (Airflow calls this on SIGTERM): nothing more is sent, the batches in flight settle,
+        and the task fails with the counts so far in its log."""
+        hook = self._hook
+        if hook is not None:
+            hook.stop("the task was killed (on_kill)")
+
+    def _load(self, context: Context, hook: PeakHook) -> dict[str, Any]:
+        """Preflight, stream, send, then record: the task's work, with ``hook`` closed by :meth:`execute`."""
+        # an unknown resource fails here, before the warehouse is touched
+        operation = (self.operation or hook.resource(self.resource).default_operation).upper()
+        load = self._incremental_load(context, hook, operation)  # an empty interval or missed windows fail here
+        live = hook.get_schema() if self.schema_check else None
+        resumable = self.resumable if self.resumable is not None else operation == APPEND
+        if operation == APPEND and not resumable:
+            self.log.warning("resumable=False: a retry of this APPEND task sends every row again (duplicates)")
+        with stream_query(self.sql_conn_id, self._query(load, hook, resumable), self.fetch_size) as stream:
+            checked = self._preflight(hook, stream.columns, live)
+            rows = load.track(stream.rows, stream.columns)  # a query without the incremental column fails here
+            checkpoint = self._checkpoint(context, stream.query, operation) if resumable else None
+            sink = None
+            if self.rejected_rows_path:
+                resuming = checkpoint is not None and checkpoint.earlier is not None
+                sink = RejectedRowsSink(self.rejected_rows_path, self.resource, append=resuming)
+            result = self._send(hook, rows, checked, operation, checkpoint, sink)
+        if not result.reconciled:
+            raise PeakError(f"Counts do not reconcile (a bug, please report it): {result}")
+        summary = self._summary(result, checked, checkpoint, sink)
+        summary.update(load.record_sent())  # recorded even if a threshold below fails the task: the rows were sent
+        self._emit_asset_event(context, hook, summary)
+        if checkpoint is not None:
+            checkpoint.clear()  # the load completed; a later run (or a cleared task) starts from the top
+        self._check_thresholds(result, summary, sink)
+        load.commit()
+        return summary
 
     def _incremental_load(self, context: Context, hook: PeakHook, operation: str) -> IncrementalLoad:
         """This run's :class:`IncrementalLoad` (a full load without ``incremental_column``)."""
@@ -285,12 +302,14 @@ class SqlToPeakOperator(BaseOperator):
                 on_progress=checkpoint.save if checkpoint else None,
                 resume_from=checkpoint.earlier if checkpoint else None,
             )
-        except PeakError as exc:
+        except BaseException as exc:  # a Peak error, a task timeout, a bug: each carries the counts so far
             if isinstance(exc, PeakResumeError) and checkpoint is not None:
                 checkpoint.clear()
-            if exc.result is not None:
+            result = getattr(exc, "result", None)
+            if result is not None:
                 where = f"; rejected and in-doubt rows are in {sink.path}" if sink and sink.count else ""
-                self.log.error("Peak load failed: %s%s", exc.result, where)
+                why = "" if isinstance(exc, PeakError) else f" ({type(exc).__name__})"
+                self.log.error("Peak load failed%s: %s%s", why, result, where)
             self._remember_failure(exc)
             raise
         finally:
@@ -332,9 +351,12 @@ class SqlToPeakOperator(BaseOperator):
             )
 
     def _emit_asset_event(self, context: Context, hook: PeakHook, summary: dict[str, Any]) -> None:
-        """Emit the asset event of the load (counts in its ``extra``) and keep the summary for lineage."""
+        """Emit the asset event of the load (counts in its ``extra``; none for a dry run, which has no outlet)
+        and keep the summary for lineage."""
         self._peak_object = peak_object_of_hook(hook, self.resource)
         self._peak_result = summary
+        if self.peak_dry_run:
+            return
         extra = {k: summary[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "operation", "dry_run")}
         extra.update({k: summary[k] for k in _LEDGER_EXTRA if k in summary})
         if isinstance(self.outlet, AssetAlias):

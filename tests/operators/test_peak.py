@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from peak_provider.exceptions import PeakConfigError, PeakEmptyIntervalError, PeakRejectedRowsError
+from peak_provider.exceptions import (
+    PeakConfigError,
+    PeakEmptyIntervalError,
+    PeakRejectedRowsError,
+    PeakStoppedError,
+)
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.operators.peak import SqlToPeakOperator
 from tests.context import MemoryAssetStateStore, alias_events, task_context
@@ -260,10 +269,14 @@ def test_column_map_and_uppercase_columns(sqlite_wh, peak_conn, peak_emulator):
 
 
 def test_dry_run_writes_nothing(sqlite_wh, peak_conn, peak_emulator):
+    """Nothing is written, so there is no outlet and no asset event to trigger a consumer DAG."""
     insert(sqlite_wh, product_rows(3))
-    summary = op(sqlite_wh[0], dry_run=True).execute(context())
+    task = op(sqlite_wh[0], dry_run=True)
+    ctx = context()
+    summary = task.execute(ctx)
     assert summary["dry_run"] is True and summary["rows_accepted"] == 3
     assert stored(peak_emulator) == []
+    assert task.outlets == [] and alias_events(ctx["outlet_events"], task.outlet) == []
 
 
 def test_postgres_streams_with_a_server_side_cursor(pg_wh):
@@ -352,3 +365,33 @@ def test_a_failing_query_logs_the_sql_that_ran_without_bind_values(tmp_path, mon
     ):
         pass
     assert wrapped in caplog.text and "SECRET-BOUND" not in caplog.text
+
+
+def test_sigterm_stops_the_load_and_logs_its_counts(sqlite_wh, peak_emulator, monkeypatch, caplog, capsys):
+    """Airflow 3.3's task runner answers SIGTERM only by calling ``on_kill()`` (then SIGKILL follows): the load
+    stops sending, the batches in flight settle, and the task fails with the counts in its log."""
+    insert(sqlite_wh, product_rows(5_000))
+    peak_emulator.set_faults(latency_ms=200)
+    connection = peak_emulator.connection_json("INV_OOTB", max_rows_per_request=100, max_in_flight=2)
+    monkeypatch.setenv("AIRFLOW_CONN_PEAK_DEFAULT", connection)
+    task = op(sqlite_wh[0])
+
+    def kill_at_first_arrival() -> None:
+        while not peak_emulator.request_log():
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: task.on_kill())  # as the task runner does
+    killer = threading.Thread(target=kill_at_first_arrival, daemon=True)
+    try:
+        killer.start()
+        with caplog.at_level("ERROR"), pytest.raises(PeakStoppedError, match="task was killed"):
+            task.execute(context())
+    finally:
+        killer.join(5)
+        signal.signal(signal.SIGTERM, previous)
+    sent = len(stored(peak_emulator))
+    assert 0 < sent <= 300  # the batches in flight and the one being closed; not the other 4,700 rows
+    logged = caplog.text + capsys.readouterr().out  # Airflow 3's task logger prints; Airflow 2's propagates
+    assert "Peak load failed: products -> INV_PRODUCTS_OOTB (UPSERT): read " in logged
+    assert f"accepted {sent}," in logged

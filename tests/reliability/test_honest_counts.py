@@ -9,17 +9,27 @@ are exactly the server's stored rows that are not in doubt; and every in-doubt r
 from __future__ import annotations
 
 import json
+import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
-from peak_provider.exceptions import PeakAuthError, PeakError, PeakHTTPError, PeakSourceError
+from peak_provider.exceptions import (
+    PeakAuthError,
+    PeakError,
+    PeakHTTPError,
+    PeakSinkError,
+    PeakSourceError,
+    PeakStoppedError,
+)
 from peak_provider.hooks.peak import PeakHook
+from peak_provider.rejected import RejectedRowsSink
 from peak_provider.result import IngestResult, Rejection
 from peak_provider.retries import Cause
-from tests.hooks.test_peak import FAST_RETRIES, hook_for, products
+from tests.hooks.test_peak import FAST_RETRIES, hook_for, ingest_log, products
 from tests.hostile import Answer, json_answer
 
 TOKEN = "test-token-123"  # the peak_connection fixture's
@@ -112,6 +122,79 @@ def test_source_raising_part_way_reports_the_rows_read(peak_emulator, monkeypatc
     stored = [r["product_id"] for r in peak_emulator.rows("INV_PRODUCTS_OOTB")]
     assert_honest(result, stored, rejections)
     assert result.rows_accepted == len(stored) == 500 and result.rows_unsent == 250  # the open batch
+
+
+def test_a_rejected_rows_sink_that_cannot_write_stops_the_load_with_every_row_counted(
+    peak_emulator, monkeypatch, tmp_path
+):
+    """The API rejects 3 rows of a batch (names over its 65,535 characters) and the sink cannot create its file
+    (its directory's parent is a file): the load fails with PeakSinkError, carrying counts that say exactly
+    what the API did with the batch."""
+    (tmp_path / "a-file").write_text("")
+    sink = RejectedRowsSink(str(tmp_path / "a-file" / "rejects" / "products.jsonl"), "products")
+    rows = [{**row, "product_name": "x" * 70_000 if i in (2, 5, 7) else "ok"} for i, row in enumerate(products(10))]
+    hook = hook_for(peak_emulator, monkeypatch)
+    try:
+        with pytest.raises(PeakSinkError) as failure:
+            hook.ingest("products", iter(rows), operation="APPEND", on_rejected=sink.write)
+    finally:
+        hook.close()
+    assert isinstance(failure.value.__cause__, OSError)
+    result = failure.value.result
+    assert result is not None and result.reconciled, result
+    assert (result.rows_read, result.rows_accepted, result.rows_rejected) == (10, 7, 3)
+    assert len(peak_emulator.rows("INV_PRODUCTS_OOTB")) == 7
+
+
+def test_a_stop_from_outside_sends_nothing_more_and_carries_the_counts(peak_emulator, monkeypatch):
+    """``PeakHook.stop`` (the operator's ``on_kill``) once the first batch arrives: the batches in flight settle
+    and are counted, no batch is sent after them, and the load raises PeakStoppedError whose counts say exactly
+    what the emulator stored."""
+    peak_emulator.set_faults(latency_ms=200)
+    hook = hook_for(peak_emulator, monkeypatch, max_rows_per_request=100, max_in_flight=2)
+
+    def stop_at_first_arrival() -> None:
+        while not ingest_log(peak_emulator):
+            time.sleep(0.005)
+        hook.stop("a test")
+
+    stopper = threading.Thread(target=stop_at_first_arrival, daemon=True)
+    stopper.start()
+    error, rejections = load(hook, products(5_000))
+    stopper.join(5)
+    assert isinstance(error, PeakStoppedError) and "The load was stopped: a test" in str(error)
+    result = error.result
+    assert result is not None
+    stored = [r["product_id"] for r in peak_emulator.rows("INV_PRODUCTS_OOTB")]
+    assert_honest(result, stored, rejections)
+    assert result.rows_in_doubt == 0 and result.rows_accepted == len(stored) <= 300  # two in flight, one added
+    assert result.rows_unsent > 0 and len(ingest_log(peak_emulator)) == len(stored) // 100
+
+
+def test_any_exception_that_stops_a_load_carries_the_counts(peak_emulator, monkeypatch):
+    """A task timeout is raised by a signal handler wherever the load is: it leaves with the counts too."""
+
+    class Timeout(Exception):  # the shape of Airflow's AirflowTaskTimeout, raised from SIGALRM
+        pass
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise Timeout("Timeout, PID: 1")
+
+    peak_emulator.set_faults(latency_ms=200)
+    hook = hook_for(peak_emulator, monkeypatch, max_rows_per_request=100, max_in_flight=2)
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(Timeout) as failure:
+            hook.ingest("products", products(5_000), operation="APPEND")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        hook.close()
+    result = failure.value.result  # type: ignore[attr-defined]
+    assert isinstance(result, IngestResult) and 0 < result.rows_read < 5_000 and result.rows_unsent > 0
+    assert result.reconciled, result  # the batch being closed when the alarm rang is counted unsent
+    assert result.rows_accepted == len(peak_emulator.rows("INV_PRODUCTS_OOTB"))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
