@@ -456,7 +456,12 @@ class PeakHook(BaseHook):
         if not isinstance(solutions, list):
             return False, f"{self.settings.host} answered, but not with the API's solutions list: not the Peak API?"
         names = [s.get("solutionName") for s in solutions if isinstance(s, dict)]
-        if names and self.settings.solution_name not in names:
+        if not names:
+            return False, (
+                f"Connected, but the tenant lists no rolled-out solution, so {self.settings.solution_name!r} "
+                "cannot be loaded (roll its schema out first)"
+            )
+        if self.settings.solution_name not in names:
             listed = excerpt(", ".join(str(n) for n in names), self._scrub, 300)
             return False, f"Connected, but solution {self.settings.solution_name!r} is not one of: {listed}"
         return True, f"Connected to {self.settings.host}; solution {self.settings.solution_name!r} is available"
