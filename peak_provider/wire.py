@@ -409,6 +409,16 @@ class RowEncoder:
         self._column_map = {k.lower(): v for k, v in (column_map or {}).items()}
         self._pk = set(resource.primary_key)
         self._plans: dict[tuple[Any, ...], Plan] = {}
+        self._not_a_row = Plan([], [(name, None) for name in resource.primary_key], (None, "the row is not a mapping"))
+
+    def plan_of(self, row: Any) -> Plan:
+        """The plan of a mapping row, by its keys (cached). A row that is not a mapping of column names
+        (``None``, a number) gets a plan that rejects it."""
+        try:
+            columns = tuple(row)
+        except TypeError:
+            return self._not_a_row
+        return self.plan(columns, positional=False)
 
     def plan(self, columns: Sequence[str], positional: bool) -> Plan:
         """Match a column layout to fields (cached). ``positional``: rows are sequences, not mappings."""
@@ -423,6 +433,9 @@ class RowEncoder:
         seen: dict[str, str] = {}
         problem: tuple[str | None, str] | None = None
         for i, col in enumerate(columns):
+            if not isinstance(col, str):
+                problem = problem or (None, f"a column name is not text: {describe(col, 60)}")
+                continue
             name = self._column_map.get(col.lower(), col)
             field = self._fields.get(name.lower())
             if field is None:
@@ -446,7 +459,10 @@ class RowEncoder:
             planned.append((source, field.name, key_text, self._converters[field.type], null_reason))
         missing = [f.name for f in self.resource.fields if f.required and f.name not in seen]
         if missing and problem is None:
-            problem = (missing[0], f"required field {missing[0]!r} is missing (columns: {', '.join(columns)})")
+            problem = (
+                missing[0],
+                f"required field {missing[0]!r} is missing (columns: {', '.join(map(str, columns))})",
+            )
         if not planned and problem is None:
             problem = (None, "no columns to send")
         key_positions = [(name, _source_of(planned, name)) for name in self.resource.primary_key]

@@ -251,7 +251,7 @@ class PeakHook(BaseHook):
         positional_plan = encoder.plan(columns, positional=True) if columns is not None else None
 
         def plan_of(row: Any) -> Any:
-            return positional_plan or encoder.plan(tuple(row), positional=False)
+            return positional_plan or encoder.plan_of(row)
 
         def describe(row: Any, field: str | None, reason: str, code: str | None, outcome: str) -> Rejection:
             rejection = encoder.reject(row, plan_of(row), field, reason.removeprefix(f"{res.name}: "))
@@ -290,7 +290,7 @@ class PeakHook(BaseHook):
                         f"{type(exc).__name__}: {excerpt(str(exc), self._scrub)}"
                     ) from exc
                 position += 1
-                plan = positional_plan or encoder.plan(tuple(row), positional=False)
+                plan = positional_plan or encoder.plan_of(row)
                 if skipper is not None and skipper.skips(position):
                     key = encoder.last_key if type(encode(row, plan)) is bytes else None
                     window.skip(position, *skipper.check(position, key))
