@@ -66,7 +66,8 @@ TABLE: dict[Cause, Rule] = {
     Cause.INVALID_REQUEST: Rule(Applied.NO, False, False, "the request could not be sent (e.g. a bad header)"),
 }
 
-#: HTTP statuses with their own cause; other 4xx are CLIENT_ERROR, other 5xx SERVER_ERROR.
+#: HTTP statuses with their own cause; 1xx are TRUNCATED, 3xx REDIRECT, other 4xx CLIENT_ERROR, other 5xx
+#: SERVER_ERROR.
 STATUS_CAUSES = {429: Cause.THROTTLED, 503: Cause.UNAVAILABLE, 401: Cause.AUTH, 403: Cause.AUTH}
 
 
@@ -74,6 +75,11 @@ def cause_of_status(status: int) -> Cause:
     """The cause of a non-2xx, non-413 status."""
     if status in STATUS_CAUSES:
         return STATUS_CAUSES[status]
+    if 100 <= status < 200:
+        # An interim answer (102 Processing, 103 Early Hints) taken for the final one: http.client skips only
+        # 100 Continue. The request was sent and the final answer is never read (the transport closes the
+        # connection), so nothing is confirmed: the request may have been applied.
+        return Cause.TRUNCATED
     if 300 <= status < 400:
         return Cause.REDIRECT
     if 400 <= status < 500:

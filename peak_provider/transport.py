@@ -132,7 +132,14 @@ class _DeadlineMixin:
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         # http.client drops .sock once an answer will close the connection: keep it for the watchdog
         self._peak_sock = getattr(self, "sock", None)
-        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        if response.status < 200:
+            # http.client skips only "100 Continue": another 1xx (102, 103 Early Hints) comes back as if it were
+            # the answer, with the real one still to come on this connection. Close it now, before the pool
+            # takes it back, so that no later request reads this request's answer as its own. What the 1xx
+            # means for the request is retries.cause_of_status's to say.
+            self.close()  # type: ignore[attr-defined]
+        return response
 
 
 class _HTTPConnection(_DeadlineMixin, HTTPConnection):
@@ -181,9 +188,16 @@ def _reason_of(exc: BaseException) -> str:
     return _OBJECT_REPR.sub("", text).strip()
 
 
-def _classify_exception(exc: requests.RequestException) -> Cause:
+def _classify_exception(exc: requests.RequestException, reached: bool) -> Cause:
+    """The cause of a failed send; ``reached``: whether the request got as far as a connection's ``request()``.
+
+    Before that point nothing of the request can have been sent: requests prepares the request (and refuses a
+    bad header of ours) before it takes a connection, and urllib3 runs the TLS handshake of a new connection
+    (certificate verification included) before it sends on it. From that point on, the request may be on the
+    wire: an invalid header or a TLS error is then the answer's, and the request may have been applied.
+    """
     if isinstance(exc, requests.exceptions.SSLError):
-        return Cause.TLS
+        return Cause.DROPPED if reached else Cause.TLS  # after the handshake: the connection broke mid-exchange
     if isinstance(exc, requests.ConnectTimeout):
         return Cause.REFUSED
     if isinstance(exc, requests.Timeout):
@@ -202,7 +216,7 @@ def _classify_exception(exc: requests.RequestException) -> Cause:
         | requests.exceptions.MissingSchema
         | requests.exceptions.InvalidSchema,
     ):
-        return Cause.INVALID_REQUEST
+        return Cause.TRUNCATED if reached else Cause.INVALID_REQUEST  # reached: a header of the answer
     return Cause.DROPPED  # any other failure after the request started: it may have been sent
 
 
@@ -262,6 +276,10 @@ class Transport:
                 verify=self.verify,
                 allow_redirects=False,
             )
+        except Exception:
+            # failures only: whether the request reached a connection (see _classify_exception)
+            _current.reached = _current.conn is not None
+            raise
         finally:
             conn = _current.conn
             _current.deadline = _current.conn = None
@@ -301,7 +319,10 @@ class Transport:
             try:
                 response = self._send(method, url, body, params)
             except Exception as exc:  # requests' own, or a socket error from under it (e.g. the watchdog's)
-                cause = _classify_exception(exc) if isinstance(exc, requests.RequestException) else Cause.DROPPED
+                if isinstance(exc, requests.RequestException):
+                    cause = _classify_exception(exc, reached=_current.reached)
+                else:
+                    cause = Cause.DROPPED
                 if cause in (Cause.DROPPED, Cause.TRUNCATED) and time.monotonic() - started >= self.deadline:
                     cause, detail = Cause.TIMEOUT, f"request_deadline of {self.deadline:g}s passed"
                 elif cause is Cause.TIMEOUT:

@@ -38,12 +38,15 @@ class RawServer:
 
     ``answer(sock, request, stop)`` writes to the client socket; the server closes it afterwards. ``stop`` is
     set when the server shuts down, so a trickling answer ends with the test. With ``tls``, each accepted
-    socket is wrapped server-side first (a failed handshake counts as a connection, not a request).
+    socket is wrapped server-side first (a failed handshake counts as a connection, not a request). With
+    ``keep_alive``, the server reads and answers further requests on a connection until the client closes it
+    (the answers must then not say ``Connection: close``).
     """
 
-    def __init__(self, answer: Answer, *, tls: ssl.SSLContext | None = None):
+    def __init__(self, answer: Answer, *, tls: ssl.SSLContext | None = None, keep_alive: bool = False):
         self.answer = answer
         self.tls = tls
+        self.keep_alive = keep_alive
         self.requests: list[RawRequest] = []
         self.connections = 0
         self.stop = threading.Event()
@@ -104,9 +107,10 @@ class RawServer:
                     return
                 with self._lock:
                     self._sockets.append(sock)
-            request = self._read(sock)
-            if request is not None:
+            while (request := self._read(sock)) is not None:
                 self.answer(sock, request, self.stop)
+                if not self.keep_alive:
+                    break
         except OSError:
             pass  # the client went away: what some answers provoke
         finally:

@@ -29,6 +29,9 @@ def test_append_retries_exactly_throttling_and_refused_connections():
 @pytest.mark.parametrize(
     ("status", "cause"),
     [
+        (101, Cause.TRUNCATED),
+        (102, Cause.TRUNCATED),
+        (103, Cause.TRUNCATED),
         (301, Cause.REDIRECT),
         (302, Cause.REDIRECT),
         (303, Cause.REDIRECT),
@@ -57,6 +60,15 @@ def test_redirects_and_503_are_never_resent_by_append():
         assert TABLE[cause].applied is Applied.MAYBE
         assert not retryable(cause, idempotent=False)
     assert not retryable(Cause.REDIRECT, idempotent=True)
+
+
+def test_an_interim_answer_confirms_nothing():
+    """http.client returns a 1xx other than 100 as if it were the answer: the request was sent, its outcome
+    unknown. UPSERT may send it again; APPEND puts its rows in doubt."""
+    for status in range(101, 200):
+        cause = cause_of_status(status)
+        assert TABLE[cause].applied is Applied.MAYBE, status
+        assert retryable(cause, idempotent=True) and not retryable(cause, idempotent=False), status
 
 
 def test_markdown_table_lists_every_cause_once():

@@ -4,6 +4,7 @@ in time by ``request_deadline``, and worded with the operation, the cause and th
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import threading
@@ -48,6 +49,10 @@ def _drop(sock: socket.socket, request: RawRequest, stop: threading.Event) -> No
     """Read the request, then close the connection without a word."""
 
 
+ACCEPTED = b'{"failed": []}'
+TWO_LENGTHS = b"HTTP/1.1 200 OK\r\nContent-Length: 14, 15\r\nConnection: close\r\n\r\n" + ACCEPTED
+EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+
 # name -> (answer, cause, status, the underlying reason that must survive into the message)
 HOSTILE: dict[str, tuple[Any, Cause, int | None, str]] = {
     "Content-Length longer than the body": (
@@ -80,6 +85,21 @@ HOSTILE: dict[str, tuple[Any, Cause, int | None, str]] = {
         Cause.UNRECOGNISED,
         200,
         "not JSON",
+    ),
+    # requests raises InvalidHeader for a header of the answer urllib3 refuses, as for a bad header of ours:
+    # the request was sent, so it may have been applied
+    "200 with two different Content-Lengths": (
+        _write(TWO_LENGTHS),
+        Cause.TRUNCATED,
+        None,
+        "InvalidHeader: Content-Length contained multiple unmatching values",
+    ),
+    # http.client skips only 100 Continue: a 103 comes back as the answer, the real one unread behind it
+    "103 Early Hints before the answer": (
+        _write(EARLY_HINTS + response(200, ACCEPTED)),
+        Cause.TRUNCATED,
+        103,
+        "HTTP 103",
     ),
 }
 
@@ -226,6 +246,95 @@ def test_tls_failure_is_not_retried_and_says_why(op, tls_server, hook_at):
     assert WHAT.format(op=op) in message and "CERTIFICATE_VERIFY_FAILED" in message, message
     assert "not retried: a certificate" in message and "for APPEND" not in message, message
     assert result.rows_unsent == 3
+
+
+def test_an_answer_header_refused_after_the_send_leaves_append_rows_in_doubt_not_resent(hook_at):
+    """The server stored the batch, but its answer has two different Content-Lengths: the rows are in doubt,
+    not unsent, so a load resumed from the checkpoint does not append them a second time."""
+    progress: list[Any] = []
+
+    def answer(sock: socket.socket, request: RawRequest, stop: threading.Event) -> None:
+        sock.sendall(TWO_LENGTHS if request.number == 1 else response(200, ACCEPTED))
+
+    with RawServer(answer) as server:
+        error, result = _ingest(hook_at(server.url), "APPEND", on_progress=progress.append)
+        assert (error.cause, error.status, error.applied) == (Cause.TRUNCATED, None, Applied.MAYBE), str(error)
+        assert (result.rows_in_doubt, result.rows_unsent) == (3, 0)
+        resumed = hook_at(server.url).append("products", products(3), resume_from=progress[-1])
+    assert len(server.requests) == 1, "the batch the server stored was appended again"
+    assert resumed.rows_accepted == 0
+
+
+def test_an_invalid_header_of_ours_is_refused_before_anything_is_sent(hook_at):
+    """requests refuses the request's own bad header while preparing it: nothing was sent, the rows are unsent."""
+    with RawServer(_write(response(200, ACCEPTED))) as server:
+        hook = hook_at(server.url)
+        hook.get_conn().headers["X-Trace"] = "a\r\nX-Injected: 1"  # a header requests refuses to send
+        error, result = _ingest(hook, "APPEND")
+    assert (error.cause, error.status, error.applied) == (Cause.INVALID_REQUEST, None, Applied.NO), str(error)
+    assert server.connections == 0 and not server.requests
+    assert (result.rows_unsent, result.rows_in_doubt) == (3, 0)
+    assert "InvalidHeader: Invalid leading whitespace, reserved character(s), or return" in str(error), str(error)
+
+
+def _corrupt_tls_record(sock: socket.socket, request: RawRequest, stop: threading.Event) -> None:
+    """With the request read, answer with a TLS record that cannot be decrypted (written under the TLS layer)."""
+    with socket.socket(fileno=os.dup(sock.fileno())) as raw:
+        raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x01" * 32)  # application data: 32 bytes of garbage
+    stop.wait(0.2)  # the client reads the record before the connection closes
+
+
+@pytest.mark.parametrize("op", ["UPSERT", "APPEND"])
+def test_a_tls_error_after_the_send_is_in_doubt(op, tmp_path, monkeypatch, hook_at):
+    """The handshake succeeds (the certificate is trusted) and the request is sent; the answer's TLS record is
+    corrupt. Unlike a failed handshake, the request may have been applied: in doubt, never resent by APPEND."""
+    cert, key = self_signed_cert(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with RawServer(_corrupt_tls_record, tls=context) as server:
+        error, result = _ingest(hook_at(server.url), op)
+    assert (error.cause, error.status, error.applied) == (Cause.DROPPED, None, Applied.MAYBE), str(error)
+    message = str(error)
+    assert WHAT.format(op=op) in message and "SSLError: [SSL: " in message and "RECORD_MAC" in message, message
+    assert len(server.requests) == (1 if op == "APPEND" else 1 + RETRIES)
+    assert (result.rows_in_doubt, result.rows_unsent) == (3, 0)
+
+
+def test_an_interim_103_never_hands_its_answer_to_the_next_batch(hook_at):
+    """103 Early Hints, then the real answer later on the same kept-alive connection. The 103 confirms
+    nothing, and its connection must not be used again: otherwise the next request reads the answer of this
+    one as its own, and a batch the server never stored is counted accepted."""
+    answered_ok: set[str] = set()
+
+    def answer(sock: socket.socket, request: RawRequest, stop: threading.Event) -> None:
+        batch = "A" if b'"P0000000"' in request.body else "B"
+        if request.number == 1:
+            sock.sendall(EARLY_HINTS)
+            stop.wait(0.2)  # the real answer comes later, as Early Hints allow
+        elif batch == "A":
+            stop.wait(0.1)
+        if batch == "A":  # stored and confirmed
+            answered_ok.add(batch)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(ACCEPTED), ACCEPTED))
+        else:  # never stored
+            sock.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+
+    outcome: IngestResult | PeakHTTPError
+    with RawServer(answer, keep_alive=True) as server:
+        hook = hook_at(server.url, max_rows_per_request=10, max_in_flight=1)
+        try:
+            outcome = hook.upsert("products", products(20))
+        except PeakHTTPError as exc:
+            outcome = exc
+    result = outcome if isinstance(outcome, IngestResult) else outcome.result
+    assert result is not None and result.reconciled
+    assert result.rows_accepted == 10 * len(answered_ok) == 10, "a batch was counted accepted on another's answer"
+    assert isinstance(outcome, PeakHTTPError), "batch B was never stored, yet the load succeeded"
+    assert (outcome.cause, outcome.applied, result.rows_in_doubt) == (Cause.SERVER_ERROR, Applied.MAYBE, 10)
+    batches = ["A" if b'"P0000000"' in r.body else "B" for r in server.requests]
+    assert batches == ["A", "A"] + ["B"] * (1 + RETRIES)  # the 103 confirmed nothing: UPSERT retried it
+    assert server.connections == 2  # the 103's connection was closed; the others kept one alive
 
 
 @pytest.mark.parametrize(
