@@ -134,7 +134,10 @@ def _base_url(conn_id: str, host: str | None, port: int | None) -> str:
     url = (host or DEFAULT_HOST).strip().rstrip("/")
     if "://" not in url:
         url = f"https://{url}"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
+        raise PeakConfigError(f"Peak connection {conn_id!r}: host: not a URL ({exc})") from None
     if "@" in parts.netloc:  # requests would send it as Basic auth in place of the token; never echo it
         raise PeakConfigError(
             f"Peak connection {conn_id!r}: host: remove the user-info (user:password@) from the API base URL; "
@@ -146,6 +149,10 @@ def _base_url(conn_id: str, host: str | None, port: int | None) -> str:
         )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PeakConfigError(f"Peak connection {conn_id!r}: host: {host!r} is not an http(s) URL")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        raise PeakConfigError(f"Peak connection {conn_id!r}: host: {host!r} has an invalid port") from None
     if parts.scheme == "http" and not is_loopback_literal(parts.hostname):
         raise PeakConfigError(
             f"Peak connection {conn_id!r}: host: plain http:// is refused for {parts.hostname!r} "

@@ -106,10 +106,17 @@ def test_infinite_integer_refused_naming_the_extra(extra):
         ("https://ingestion.peak.ai?x=1", "remove the query ('?...') or fragment ('#...')"),
         ("https://ingestion.peak.ai/ingestion-api/?", "remove the query"),
         ("https://ingestion.peak.ai#f", "remove the query ('?...') or fragment ('#...')"),
+        (
+            "https://ingestion.peak.ai:abc/ingestion-api",
+            "'https://ingestion.peak.ai:abc/ingestion-api' has an invalid port",
+        ),
+        ("https://ingestion.peak.ai:70000", "'https://ingestion.peak.ai:70000' has an invalid port"),
+        ("https://[::1", "not a URL (Invalid IPv6 URL)"),
     ],
 )
 def test_host_with_user_info_query_or_fragment_refused(host, message):
-    """User-info would replace the token with Basic auth; a query or fragment breaks the appended ingest path."""
+    """User-info would replace the token with Basic auth; a query or fragment breaks the appended ingest path;
+    a port that is not a number from 0 to 65535 or a broken IPv6 literal is named, not a raw ValueError."""
     with pytest.raises(PeakConfigError, match=re.escape(f"'peak_x': host: {message}")) as caught:
         settings(host=host)
     assert "hunter2pw" not in str(caught.value)
