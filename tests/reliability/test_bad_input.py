@@ -168,8 +168,7 @@ def test_rows_of_a_bad_shape_reject_themselves_alone(peak_emulator, monkeypatch,
     sink writes each."""
     monkeypatch.setenv("AIRFLOW_CONN_PEAK_DEFAULT", peak_emulator.connection_json("INV_OOTB"))
     good = [
-        {"product_id": f"P{i}", "source_id": "S", "pack_size": 1, "updated_at": "2025-03-01 00:00:00"}
-        for i in range(6)
+        {"product_id": f"P{i}", "source_id": "S", "pack_size": 1, "updated_at": "2025-03-01 00:00:00"} for i in range(6)
     ]
     bad: list[Any] = [None, 42, {**good[0], None: "x"}, {0: "P9", 1: "S"}]
     rows = [good[0], bad[0], good[1], bad[1], good[2], bad[2], good[3], bad[3], good[4], good[5]]
