@@ -159,6 +159,200 @@ def test_answers_that_confirm_nothing(status, body, kwargs, words):
     assert words in str(caught.value)
 
 
+EMULATOR_PARTIAL = {  # the emulator's answer (docs/emulator.md): one entry per row, its errors listed
+    "status": "PARTIAL_SUCCESS",
+    "objectName": "INV_PRODUCTS_OOTB",
+    "operationType": "UPSERT",
+    "dryRun": False,
+    "received": 3,
+    "accepted": 1,
+    "failed": [
+        {"index": 0, "row": {"product_id": "P0"}, "errors": [{"code": "DI_E_10002", "message": "m0"}]},
+        {"index": 2, "row": {"product_id": "P2"}, "errors": [{"code": "DI_E_10002", "message": "m2"}]},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "kwargs", "expected"),
+    [
+        ({"status": "SUCCESS", "received": 3, "accepted": 3, "failed": []}, {}, []),
+        (EMULATOR_PARTIAL, {}, [Failure(0, None, "DI_E_10002", "m0"), Failure(2, None, "DI_E_10002", "m2")]),
+        (
+            EMULATOR_PARTIAL,
+            {"key_index": by_product_id},
+            [Failure(0, None, "DI_E_10002", "m0"), Failure(2, None, "DI_E_10002", "m2")],
+        ),
+        (
+            {"received": 3, "accepted": 2, "failed": [{"index": 1, "message": "a"}, {"index": 1, "message": "b"}]},
+            {},
+            [Failure(1, None, None, "a")],
+        ),  # two errors of one row: one row rejected
+        (
+            {"status": "FAILED", "received": 3, "accepted": 0},
+            {},
+            [Failure(i, None, None, WHOLE_BATCH) for i in range(3)],
+        ),
+        ({"receivedCount": 3, "acceptedCount": 3, "rowsReceived": 3, "rowsAccepted": 3}, {}, []),
+        ({"received": None, "accepted": None}, {}, []),
+        ({"success": True, "error": None, "errors": []}, {}, []),
+        ({"error": "", "errors": None, "success": None}, {}, []),
+        (
+            {"status": "FAILED", "error": {"code": "DI_E_1", "message": "nothing stored"}, "success": False},
+            {},
+            [Failure(i, None, None, WHOLE_BATCH) for i in range(3)],
+        ),  # says it failed, and how: every row rejected
+        ({"failed": [{"index": 1, "rowIndex": 1, "message": "m"}]}, {}, [Failure(1, None, None, "m")]),
+        (
+            {"failed": [{"index": 1, "row": {"product_id": "P1"}, "record": {"product_id": "P1"}, "message": "m"}]},
+            {"key_index": by_product_id},
+            [Failure(1, None, None, "m")],
+        ),
+    ],
+    ids=[
+        "counts-all-accepted",
+        "emulator-partial",
+        "emulator-partial-with-key-lookup",
+        "accepted-counts-rows-not-entries",
+        "failed-status-none-accepted",
+        "other-count-spellings",
+        "null-counts",
+        "success-true-no-error",
+        "empty-error",
+        "failed-status-with-error-and-success-false",
+        "index-keys-that-agree",
+        "echoed-rows-that-agree",
+    ],
+)
+def test_answers_whose_counts_and_keys_agree_confirm_the_batch(body, kwargs, expected):
+    assert read(body, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "rows", "words"),
+    [
+        # counts that disagree with the batch
+        (
+            {"status": "SUCCESS", "received": 5, "accepted": 5, "failed": []},
+            10,
+            "'received' count is 5, but the batch had 10",
+        ),
+        (
+            {"status": "SUCCESS", "received": 10, "accepted": 0, "failed": []},
+            10,
+            "'accepted' count is 0, but 0 of the batch's 10 rows are rejected (expected 10)",
+        ),
+        ({"received": 10, "accepted": 0, "failed": []}, 10, "'accepted' count is 0"),
+        ({"accepted": 9}, 10, "'accepted' count is 9"),
+        ({"received": 11}, 10, "'received' count is 11"),
+        (
+            {"status": "PARTIAL_SUCCESS", "received": 10, "accepted": 9, "failed": [{"index": 0}, {"index": 1}]},
+            10,
+            "'accepted' count is 9, but 2 of the batch's 10 rows are rejected (expected 8)",
+        ),
+        (
+            {"status": "FAILED", "received": 10, "accepted": 10},
+            10,
+            "'accepted' count is 10, but 10 of the batch's 10 rows",
+        ),
+        ({"received": 10, "accepted": 10, "acceptedCount": 0}, 10, "'acceptedCount' count is 0"),
+        ({"rowsReceived": 1}, 10, "'rowsReceived' count is 1"),
+        # counts that are no counts
+        ({"received": 10.0}, 10, "'received' is 10.0, not a count of rows"),
+        ({"accepted": True}, 1, "'accepted' is true, not a count of rows"),
+        ({"accepted": "10"}, 10, "'accepted' is \"10\", not a count of rows"),
+        ({"received": -1}, 10, "'received' is -1, not a count of rows"),
+        ({"accepted": [0, 1]}, 10, "'accepted' is list, not a count of rows"),
+        # a 200 that says it failed
+        (
+            {"error": {"code": "DI_E_00001", "message": "solution not rolled out"}},
+            10,
+            "carries 'error' without a failure status: \"solution not rolled out\"",
+        ),
+        ({"status": "SUCCESS", "error": "boom"}, 10, "carries 'error' without a failure status: \"boom\""),
+        ({"errors": [{"message": "x"}], "failed": []}, 10, "carries 'errors' without a failure status: a list of 1"),
+        ({"success": False, "message": "nothing stored"}, 10, "says success false"),
+        ({"success": "false"}, 10, 'says success "false"'),
+        ({"status": "PARTIAL_SUCCESS", "success": False, "failed": [{"index": 0}]}, 10, "says success false"),
+    ],
+    ids=[
+        "received-fewer",
+        "accepted-none",
+        "accepted-none-without-status",
+        "accepted-one-fewer",
+        "received-more",
+        "accepted-not-rows-minus-failed",
+        "failed-status-says-all-accepted",
+        "two-spellings-disagree",
+        "other-spelling",
+        "float-count",
+        "bool-count",
+        "str-count",
+        "negative-count",
+        "list-count",
+        "error-object",
+        "error-with-success-status",
+        "errors-list",
+        "success-false",
+        "success-not-a-bool",
+        "success-false-with-partial",
+    ],
+)
+def test_answers_whose_counts_disagree_or_that_say_they_failed_confirm_nothing(body, rows, words):
+    with pytest.raises(NotUnderstood) as caught:
+        read(body, rows=rows)
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"failed":[{"index":0,"message":"bad pack_size"}],"failed":[]}', "repeats the key 'failed'"),
+        (b'{"status":"FAILED","status":"SUCCESS"}', "repeats the key 'status'"),
+        (b'{"received":3,"accepted":1,"accepted":3}', "repeats the key 'accepted'"),
+        (b'{"failed":[{"index":0,"index":1,"message":"m"}]}', "repeats the key 'index'"),
+        (b'{"failed":[{"index":1,"row":{"product_id":"P0","product_id":"P1"}}]}', "repeats the key 'product_id'"),
+    ],
+    ids=["failed", "status", "count", "entry-index", "echoed-row-key"],
+)
+def test_an_answer_that_repeats_a_key_confirms_nothing(body, words):
+    """``json.loads`` would keep the last value silently: the answer has two readings."""
+    with pytest.raises(NotUnderstood) as caught:
+        read(body, key_index=by_product_id)
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ({"index": 0, "rowIndex": 2}, "'index' and 'rowIndex' disagree: 0 and 2"),
+        ({"row_index": 1, "position": 1.0}, "'row_index' and 'position' disagree: 1 and 1.0"),
+        ({"idx": 1, "position": True}, "'idx' and 'position' disagree: 1 and True"),
+        (
+            {"index": 1, "row": {"product_id": "P1"}, "data": {"product_id": "P2"}},
+            "'row' and 'data' disagree",
+        ),
+    ],
+    ids=["index-and-rowIndex", "int-and-float", "int-and-bool", "two-echoed-rows"],
+)
+def test_an_entry_with_two_index_keys_or_rows_that_disagree_confirms_nothing(entry, words):
+    with pytest.raises(NotUnderstood) as caught:
+        read({"failed": [{**entry, "message": "bad"}]}, key_index=by_product_id)
+    assert words in str(caught.value)
+
+
+def test_a_token_in_a_repeated_key_a_count_or_an_error_is_scrubbed():
+    for body in (
+        f'{{"{TOKEN}":1,"{TOKEN}":2}}'.encode(),
+        {"accepted": TOKEN},
+        {"error": {"message": f"bad token {TOKEN}"}},
+        {"failed": [{"index": 0, "rowIndex": TOKEN}]},
+    ):
+        with pytest.raises(NotUnderstood) as caught:
+            read(body)
+        assert TOKEN not in str(caught.value) and "***" in str(caught.value)
+
+
 def test_reasons_field_and_code_from_the_server_are_scrubbed():
     entry = {"index": 0, "errors": [{"field": TOKEN, "code": TOKEN, "message": f"token {TOKEN} expired"}]}
     (failure,) = read({"failed": [entry]})
@@ -264,10 +458,47 @@ def test_an_entry_whose_index_and_row_name_different_rows_confirms_nothing():
     find = index_by_key(BATCH, KEY)
     agree = {"index": 2, "row": json.loads(BATCH[2])}
     assert [f.index for f in read({"failed": [agree]}, rows=5, key_index=find)] == [2]
-    unknown_row = {"index": 2, "row": {"product_id": "P9", "updated_at": "x"}}  # the index alone names it
-    assert [f.index for f in read({"failed": [unknown_row]}, rows=5, key_index=find)] == [2]
     with pytest.raises(NotUnderstood, match="index 3 and its row \\(row 2\\) disagree"):
         read({"failed": [{"index": 3, "row": json.loads(BATCH[2])}]}, rows=5, key_index=find)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"product_id": "P9", "updated_at": "x"},  # a key never sent
+        {"product_id": "NOT-SENT", "updated_at": "2025-01-15 08:00:00", "pack_size": 3},
+        {"product_id": "P0", "updated_at": "2025-01-16 08:00:00"},  # each part sent, never together
+        {"product_id": "0", "updated_at": "2025-01-15 08:00:00"},  # row 0's key as another type
+        {"product_id": ["P0"], "updated_at": "2025-01-15 08:00:00"},  # unhashable
+    ],
+    ids=["key-not-sent", "not-sent-with-values", "parts-of-two-rows", "key-of-another-type", "unhashable"],
+)
+def test_an_entry_whose_index_comes_with_a_row_never_sent_confirms_nothing(row):
+    """The index names row 2 but the row it echoes was never sent: which one did the API mean?"""
+    with pytest.raises(NotUnderstood, match="index 2 comes with a row that names no row of the batch"):
+        read({"failed": [{"index": 2, "row": row, "message": "bad"}]}, rows=5, key_index=index_by_key(BATCH, KEY))
+
+
+def test_an_entry_whose_index_names_another_row_than_a_key_sent_twice_confirms_nothing():
+    twice = sent({"product_id": "P0", "x": 1}, {"product_id": "P0", "x": 2}, {"product_id": "P1"})
+    find = index_by_key(twice, ("product_id",))
+    assert [f.index for f in read({"failed": [{"index": 1, "row": {"product_id": "P0"}}]}, key_index=find)] == [1]
+    with pytest.raises(NotUnderstood, match="index 2 comes with a row that names no row"):
+        read({"failed": [{"index": 2, "row": {"product_id": "P0"}}]}, key_index=find)
+
+
+@pytest.mark.parametrize(
+    ("batch", "key", "row"),
+    [
+        (BATCH, KEY, {"pack_size": "x"}),  # the echo lacks a key part (the emulator echoes a row as received)
+        (BATCH, KEY, {"product_id": "P9"}),
+        (BATCH, (), {"product_id": "P9", "updated_at": "x"}),  # a resource without a primary key
+    ],
+    ids=["echo-without-the-key", "echo-with-part-of-the-key", "no-primary-key"],
+)
+def test_an_entry_whose_echoed_row_carries_no_whole_key_is_named_by_its_index(batch, key, row):
+    answer = {"failed": [{"index": 2, "row": row, "message": "bad"}]}
+    assert read(answer, rows=5, key_index=index_by_key(batch, key)) == [Failure(2, None, None, "bad")]
 
 
 def test_index_by_key_skips_a_sent_row_it_cannot_decode():

@@ -97,6 +97,32 @@ NOT_UNDERSTOOD = {
     "index_negative": (json_answer({"failed": [{"index": -1, "message": "bad"}]}), "index -1 is outside"),
     "partial_without_failed": (json_answer({"status": "PARTIAL_SUCCESS"}), "without any 'failed' entry"),
     "no_content_204": ((204, {}, b""), "HTTP 204"),
+    "received_fewer": (
+        json_answer({"status": "SUCCESS", "received": ROWS // 2, "accepted": ROWS // 2, "failed": []}),
+        f"'received' count is {ROWS // 2}, but the batch had {ROWS} rows",
+    ),
+    "accepted_none": (
+        json_answer({"status": "SUCCESS", "received": ROWS, "accepted": 0, "failed": []}),
+        "'accepted' count is 0",
+    ),
+    "accepted_not_a_count": (json_answer({"accepted": True}), "'accepted' is true, not a count of rows"),
+    "error_object": (
+        json_answer({"error": {"code": "DI_E_00001", "message": "solution not rolled out"}}),
+        "carries 'error' without a failure status",
+    ),
+    "success_false": (json_answer({"success": False, "message": "nothing stored"}), "says success false"),
+    "repeated_failed_key": (
+        (200, {"Content-Type": "application/json"}, b'{"failed":[{"index":0,"message":"bad"}],"failed":[]}'),
+        "repeats the key 'failed'",
+    ),
+    "repeated_status_key": (
+        (200, {"Content-Type": "application/json"}, b'{"status":"FAILED","status":"SUCCESS"}'),
+        "repeats the key 'status'",
+    ),
+    "index_keys_disagree": (
+        json_answer({"failed": [{"index": 0, "rowIndex": 3, "message": "bad"}]}),
+        "'index' and 'rowIndex' disagree: 0 and 3",
+    ),
 }
 
 
@@ -131,8 +157,9 @@ def test_status_failed_rejects_every_row(hostile, load, operation):
         json_answer({}, status=200),
         json_answer({"status": "SUCCESS", "failed": None}, status=200),
         json_answer({"status": "ACCEPTED", "failed": []}, status=202),
+        json_answer({"status": "SUCCESS", "received": ROWS, "accepted": ROWS, "failed": []}),  # the emulator's
     ],
-    ids=["empty_object", "failed_null", "accepted_202"],
+    ids=["empty_object", "failed_null", "accepted_202", "counts_agree"],
 )
 def test_an_api_answer_without_failures_confirms_every_row(hostile, load, answer):
     server = hostile(ingest_then(answer))
@@ -194,8 +221,12 @@ def test_failed_entries_that_echo_their_row_reject_the_row_with_its_key(hostile,
     [
         ({"change": {"product_id": "P9999999"}}, "names no row"),
         ({"index_offset": 1}, "index 1 and its row (row 0) disagree"),  # a 1-based index, with the row
+        (
+            {"change": {"product_id": "NOT-SENT"}, "index_offset": 0},
+            "index 0 comes with a row that names no row of the batch",
+        ),
     ],
-    ids=["key-not-sent", "index-and-row-disagree"],
+    ids=["key-not-sent", "index-and-row-disagree", "index-with-a-key-not-sent"],
 )
 def test_an_echoed_row_that_names_no_row_or_another_row_confirms_nothing(
     hostile, load, server_kind, words, operation, requests
@@ -207,3 +238,35 @@ def test_an_echoed_row_that_names_no_row_or_another_row_confirms_nothing(
     assert error is not None and error.cause is Cause.UNRECOGNISED and words in str(error)
     assert len(server.requests) == requests
     assert_all_in_doubt(result, rejections)
+
+
+@pytest.mark.parametrize(("operation", "requests"), [("APPEND", 1), ("UPSERT", 1 + MAX_RETRIES)])
+def test_a_200_whose_accepted_count_disagrees_leaves_the_rows_in_doubt(hostile, load, operation, requests):
+    """The answer names one rejected row but counts only half the batch accepted: which half? None is confirmed."""
+    answer = {
+        "status": "PARTIAL_SUCCESS",
+        "received": ROWS,
+        "accepted": ROWS // 2,
+        "failed": [{"index": 3, "errors": [{"code": "DI_E_1", "message": "bad pack_size"}]}],
+    }
+    server = hostile(ingest_then(json_answer(answer)))
+
+    error, rejections, result = load(server, operation)
+
+    assert error is not None and error.cause is Cause.UNRECOGNISED and len(server.requests) == requests
+    assert f"'accepted' count is {ROWS // 2}, but 1 of the batch's {ROWS} rows are rejected" in str(error)
+    assert_all_in_doubt(result, rejections)  # not ROWS - 1 accepted and 1 rejected, nor half of each
+    assert result.rows_rejected == 0
+    assert result.rows_read == result.rows_accepted + result.rows_rejected + result.rows_in_doubt + result.rows_unsent
+
+
+def test_an_answer_whose_counts_agree_with_its_failed_entries_rejects_exactly_them(hostile, load):
+    failed = [{"index": 2, "message": "bad"}, {"index": 2, "message": "worse"}, {"index": 7, "message": "bad"}]
+    answer = {"status": "PARTIAL_SUCCESS", "received": ROWS, "accepted": ROWS - 2, "failed": failed}
+    server = hostile(ingest_then(json_answer(answer)))
+
+    error, rejections, result = load(server, "APPEND")
+
+    assert error is None and len(server.requests) == 1
+    assert (result.rows_accepted, result.rows_rejected, result.rows_in_doubt) == (ROWS - 2, 2, 0)
+    assert [r.key["product_id"] for r in rejections] == ["P0000002", "P0000007"]
