@@ -136,8 +136,8 @@ def _base_url(conn_id: str, host: str | None, port: int | None) -> str:
         url = f"https://{url}"
     try:
         parts = urlsplit(url)
-    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
-        raise PeakConfigError(f"Peak connection {conn_id!r}: host: not a URL ({exc})") from None
+    except ValueError:  # e.g. "[::1" (its message may quote a user-info password: not passed on)
+        raise PeakConfigError(f"Peak connection {conn_id!r}: host: not a URL (a broken IPv6 literal?)") from None
     if "@" in parts.netloc:  # requests would send it as Basic auth in place of the token; never echo it
         raise PeakConfigError(
             f"Peak connection {conn_id!r}: host: remove the user-info (user:password@) from the API base URL; "
@@ -159,7 +159,7 @@ def _base_url(conn_id: str, host: str | None, port: int | None) -> str:
             "(the token would travel unencrypted); use https:// (http is allowed only to loopback)"
         )
     if port and parts.port is None:
-        url = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
+        url = f"{parts.scheme}://{parts.netloc.rstrip(':')}:{port}{parts.path}"
     return url
 
 

@@ -151,6 +151,7 @@ class SendingWindow:
         self.in_doubt_settles = in_doubt_settles
         self._scrub = scrub
         self.on_rejected = on_rejected
+        self._unwritten: list[Rejection] = []  # counted, not yet handed to on_rejected
         self.on_progress = on_progress
         self.error: PeakError | None = None
         self.repeated_keys = 0  # rows whose wire key repeats a row still in the window
@@ -176,10 +177,14 @@ class SendingWindow:
     # --- rows in -------------------------------------------------------------------------------------
 
     def reject(self, position: int, rejection: Rejection) -> None:
-        """A row refused before sending (client validation or size): settled at once."""
+        """A row refused before sending (client validation or size): settled at once; raises the load's error
+        if the sink just failed on it (the row is counted)."""
         self._rejected(rejection)
+        self._write_rejections()
         if self._track:
             self._settle_position(position, REJECTED if rejection.outcome == "rejected" else IN_DOUBT, None)
+        if isinstance(self.error, PeakSinkError):
+            raise self.error
 
     def skip(self, position: int, key: Any, carried: tuple[int, int, int] | None) -> None:
         """A row an earlier attempt settled (resume). ``carried``: that attempt's counts of the range
@@ -403,29 +408,37 @@ class SendingWindow:
         for part in parts:
             if part.error is not None and part.error.applied is Applied.NO and self.error is None:
                 self.error = part.error
+        self._write_rejections()  # before the checkpoint moves past them
         if self._track:
             self._advance()
 
     def _rejected(self, rejection: Rejection) -> None:
-        """Count a rejected or in-doubt row, then hand it to the sink. A sink that raises is not called again
-        and stops the load (:class:`PeakSinkError`), but never interrupts a settlement: every row is counted."""
+        """Count a rejected or in-doubt row; :meth:`_write_rejections` hands it to the sink once its batch is
+        settled, so a sink that fails (or is slow under a task timeout) never interrupts the counting."""
         self.result.add_rejection(rejection)
-        if self.on_rejected is None:
-            return
-        try:
-            self.on_rejected(rejection)
-        except Exception as exc:
-            self.on_rejected = None
-            error = PeakSinkError(
-                f"{self.result.resource}: the rejected-rows sink failed ({type(exc).__name__}: "
-                f"{excerpt(str(exc), self._scrub)}); the load stopped, and rows rejected from then on are "
-                "counted but not in the sink"
-            )
-            error.__cause__ = exc
-            if self.error is None:
-                self.error = error
-            else:
+        if self.on_rejected is not None:
+            self._unwritten.append(rejection)
+
+    def _write_rejections(self) -> None:
+        """Hand the counted rejections to the sink. A sink that raises is not called again and stops the load
+        (:class:`PeakSinkError`, also logged: it may happen while the load stops for another reason)."""
+        unwritten, self._unwritten = self._unwritten, []
+        for rejection in unwritten:
+            if self.on_rejected is None:
+                return
+            try:
+                self.on_rejected(rejection)
+            except Exception as exc:
+                self.on_rejected = None
+                error = PeakSinkError(
+                    f"{self.result.resource}: the rejected-rows sink failed ({type(exc).__name__}: "
+                    f"{excerpt(str(exc), self._scrub)}); the load stopped, and rows rejected from then on are "
+                    "counted but not in the sink"
+                )
+                error.__cause__ = exc
                 log.error("%s", error)
+                if self.error is None:
+                    self.error = error
 
     def _mark(self, batch: Batch, i: int, bucket: int) -> None:
         if self._track and (bucket != IN_DOUBT or self.in_doubt_settles):

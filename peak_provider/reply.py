@@ -7,16 +7,16 @@ key has two readings), that
 - does not report failure itself: a ``status`` of ``FAILED``/``ERROR`` means every row not listed in
   ``failed`` was refused with the batch; ``PARTIAL_SUCCESS`` needs a non-empty ``failed``; other known
   success words (``SUCCESS``, ``OK``, ``ACCEPTED``, ``COMPLETED``) or no ``status`` are fine, anything
-  else is not understood. Without a failure ``status``, an answer that says it failed otherwise (an
-  ``error`` or ``errors`` that is not empty, a ``success`` that is not ``true``) is not understood: it
-  cannot confirm rows it says were not taken, nor name which;
+  else is not understood. An answer that rejects no row (no failure ``status``, no ``failed`` entry) but
+  says it failed otherwise (an ``error`` or ``errors`` that is not empty, a ``success`` that is not
+  ``true``) is not understood: it cannot confirm rows it says were not taken, nor name which;
 - has no ``failed`` (none rejected) or a ``failed`` list whose entries each name a row of the batch by a
   0-based integer index in range (several entries may name one row: one per error). An entry that carries
   only the row (the API's exact shape is not documented) names the one row of the batch with the same
   primary key as sent (:func:`index_by_key`); an entry that matches no row, or several, is not understood,
-  and so is one whose index and row name different rows (a 1-based index, say), one whose index comes
-  with an echoed row whose primary key was not sent in the batch, and one with two index keys (or two
-  echoed rows) that disagree;
+  and so is one whose index and row name different rows (a 1-based index, say), and one with two index keys
+  (or two echoed rows) that disagree. An index with an echoed row that names no row of the batch (the API
+  may echo a key normalised: a timestamp reformatted, say) is named by its index;
 - agrees with the batch in its counts, when it gives any (the API does not document them; the emulator
   sends ``received`` and ``accepted``): ``received`` is the number of rows sent and ``accepted`` the
   number not rejected, both non-negative integers.
@@ -107,8 +107,6 @@ def read_ingest_reply(
     state = str(word).upper() if word is not None else "SUCCESS"
     if state not in _SUCCESS | _PARTIAL | _FAILURE:
         raise NotUnderstood(f"HTTP {status} answer has an unknown status {excerpt(str(word), scrub, 60)!r}")
-    if state not in _FAILURE:
-        _no_failure_said(status, payload, scrub)
     raw = payload.get("failed", [])
     if raw is None:
         raw = []
@@ -124,6 +122,8 @@ def read_ingest_reply(
         reason = f"the API reported status {state} for the whole batch"
         for index in range(rows):
             failures.setdefault(index, Failure(index, None, None, reason))
+    if not failures:  # next to named rejections, an error or success: false may just sum them up
+        _no_failure_said(status, payload, scrub)
     _counts_agree(payload, rows, rows - len(failures), scrub)
     return [failures[i] for i in sorted(failures)]
 
@@ -186,8 +186,8 @@ def _counts_agree(payload: dict[str, Any], rows: int, accepted: int, scrub: Call
     for keys, expected in ((_RECEIVED_KEYS, rows), (_ACCEPTED_KEYS, accepted)):
         for key in keys:
             count = payload.get(key)
-            if count is None or (count == expected and type(count) is int):
-                continue
+            if count is None or type(count) is bool or (count == expected and type(count) is int):
+                continue  # a boolean (e.g. "accepted": true on a 202) is a flag, not a count
             if type(count) is not int or count < 0:
                 said = json.dumps(count) if isinstance(count, bool | int | float | str) else type(count).__name__
                 raise NotUnderstood(f"the answer's {key!r} is {excerpt(said, scrub, 40)}, not a count of rows")
@@ -204,8 +204,6 @@ def index_by_key(rows: Sequence[bytes], primary_key: Sequence[str]) -> KeyIndex:
     (encoded JSON objects, as sent) whose primary key equals the echoed row's, or ``None`` when no row or
     several rows match, or the echoed row lacks a key part. The entry's own ``index``, if any, is checked
     first (one row decoded); otherwise the batch is decoded once, so the usual answer costs nothing.
-    ``find.keyed(echoed)`` tells whether the echoed row carries the whole key: only then does a ``None``
-    mean that it names no row of the batch.
     """
     return _ByKey(rows, tuple(primary_key))
 
@@ -228,10 +226,6 @@ class _ByKey:
             return self._key(json.loads(self._rows[position]))
         except (ValueError, RecursionError):  # e.g. a json attribute nested deeper than json.loads goes
             return None
-
-    def keyed(self, echoed: Mapping[str, Any]) -> bool:
-        """Whether ``echoed`` carries every part of the primary key (so it can name a row, or fail to)."""
-        return self._key(echoed) is not None
 
     def __call__(self, echoed: Mapping[str, Any], index: Any = None) -> int | None:
         wanted = self._key(echoed)
@@ -270,11 +264,6 @@ def _failure(
     elif found is not None and found != index:
         raise NotUnderstood(
             f"a 'failed' entry's index {excerpt(repr(index), scrub, 40)} and its row (row {found}) disagree"
-        )
-    elif found is None and isinstance(row, dict) and _keyed(key_index, row):
-        raise NotUnderstood(
-            f"a 'failed' entry's index {excerpt(repr(index), scrub, 40)} comes with a row that names no row "
-            "of the batch (its key was not sent, or was sent more than once)"
         )
     if not isinstance(index, int) or isinstance(index, bool):
         raise NotUnderstood(f"a 'failed' index is {excerpt(repr(index), scrub, 40)}, not an integer")
@@ -334,12 +323,6 @@ def _only(entry: Mapping[str, Any], keys: Sequence[str], scrub: Callable[[str], 
 def _word(value: Any, scrub: Callable[[str], str]) -> str:
     """A scalar as a short, scrubbed word; an object or list as nothing (it is not quoted)."""
     return excerpt(repr(value), scrub, 40) if isinstance(value, bool | int | float | str) else ""
-
-
-def _keyed(key_index: KeyIndex | None, echoed: Mapping[str, Any]) -> bool:
-    """Whether ``key_index`` can tell that ``echoed`` names no row (any lookup but :func:`index_by_key`'s
-    says so by answering ``None``)."""
-    return key_index.keyed(echoed) if isinstance(key_index, _ByKey) else key_index is not None
 
 
 def json_or_none(body: bytes) -> Any:

@@ -415,10 +415,9 @@ class RowEncoder:
         """The plan of a mapping row, by its keys (cached). A row that is not a mapping of column names
         (``None``, a number) gets a plan that rejects it."""
         try:
-            columns = tuple(row)
-        except TypeError:
+            return self.plan(tuple(row), positional=False)
+        except TypeError:  # not iterable, or a sequence with an unhashable item (not column names either)
             return self._not_a_row
-        return self.plan(columns, positional=False)
 
     def plan(self, columns: Sequence[str], positional: bool) -> Plan:
         """Match a column layout to fields (cached). ``positional``: rows are sequences, not mappings."""

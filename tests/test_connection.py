@@ -111,7 +111,8 @@ def test_infinite_integer_refused_naming_the_extra(extra):
             "'https://ingestion.peak.ai:abc/ingestion-api' has an invalid port",
         ),
         ("https://ingestion.peak.ai:70000", "'https://ingestion.peak.ai:70000' has an invalid port"),
-        ("https://[::1", "not a URL (Invalid IPv6 URL)"),
+        ("https://[::1", "not a URL (a broken IPv6 literal?)"),
+        ("https://bob:hunter2pw\uff03@host.example", "not a URL"),  # urlsplit's own error quotes the password
     ],
 )
 def test_host_with_user_info_query_or_fragment_refused(host, message):
@@ -129,6 +130,7 @@ def test_host_with_user_info_query_or_fragment_refused(host, message):
         ("https://ingestion.peak.ai:8443/ingestion-api", None, "https://ingestion.peak.ai:8443/ingestion-api"),
         ("service.peak.ai/ingestion-api", 8443, "https://service.peak.ai:8443/ingestion-api"),
         (" http://[::1]:8787/ ", None, "http://[::1]:8787"),
+        ("https://ingestion.peak.ai:", 8443, "https://ingestion.peak.ai:8443"),
     ],
 )
 def test_valid_hosts_still_accepted(host, port, base_url):

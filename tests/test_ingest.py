@@ -404,6 +404,22 @@ def test_a_sink_that_raises_stops_the_load_after_settling_the_batch(fake):
     assert load.final().ranges == [[0, 5, 2, 3, 0]]
 
 
+def test_a_sink_that_raises_on_a_row_refused_before_sending_stops_the_load_at_once():
+    """Rows the client rejects reach the sink at once: if it raises, the row is counted and the load stops there
+    instead of reading on."""
+    load = make_load(FakeSend())
+
+    def sink(rejection: Rejection) -> None:
+        raise OSError(13, "Permission denied")
+
+    load.window.on_rejected = sink
+    load.window.result.rows_read = 1
+    with pytest.raises(PeakSinkError, match="Permission denied"):
+        load.window.reject(0, describe((0, "a"), "pack_size", "bad", None, "rejected"))
+    assert load.buckets() == {"accepted": 0, "rejected": 1, "in_doubt": 0, "unsent": 0}
+    load.window.close()
+
+
 # --- progress -------------------------------------------------------------------------------------------
 
 

@@ -84,6 +84,7 @@ class PeakHook(BaseHook):
         self._session: requests.Session | None = None
         self._transport: Transport | None = None
         self._window: SendingWindow | None = None  # the load in progress, for stop()
+        self._stopped: str | None = None  # stop()'s reason: sticky, so a stop before the load starts holds
 
     def __repr__(self) -> str:
         return f"PeakHook(peak_conn_id={self.peak_conn_id!r}, base_url={self.settings.base_url!r})"
@@ -274,6 +275,8 @@ class PeakHook(BaseHook):
         if not dry_run:  # a dry run writes nothing
             self.report_lineage(resource)  # before sending, so a failed load still reports its output
         self._window = window
+        if self._stopped is not None:  # stopped before the window existed: nothing is sent
+            window.stop(PeakStoppedError(f"The load was stopped: {self._stopped}"))
         started = time.monotonic()
         position = -1  # of the last row read; rows_read is position + 1
         encode, add, room = encoder.encode, window.add, window.room  # the per-row loop, kept lean
@@ -345,12 +348,18 @@ class PeakHook(BaseHook):
         return result
 
     def stop(self, reason: str) -> None:
-        """Stop the load in progress, if any (safe from a signal handler or another thread): no batch is sent
-        after the one being read, the batches in flight settle, and :meth:`ingest` raises
+        """Stop the load in progress, or the next one to start (safe from a signal handler or another thread):
+        no batch is sent after the one being added, the batches in flight settle, and :meth:`ingest` raises
         :class:`PeakStoppedError` carrying the counts."""
+        self._stopped = reason
         window = self._window
         if window is not None:
             window.stop(PeakStoppedError(f"The load was stopped: {reason}"))
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopped is not None
 
     def _batch_sender(
         self,
@@ -456,6 +465,8 @@ class PeakHook(BaseHook):
         if not isinstance(solutions, list):
             return False, f"{self.settings.host} answered, but not with the API's solutions list: not the Peak API?"
         names = [s.get("solutionName") for s in solutions if isinstance(s, dict)]
+        if solutions and not names:
+            return False, f"{self.settings.host} answered, but not with the API's solutions list: not the Peak API?"
         if not names:
             return False, (
                 f"Connected, but the tenant lists no rolled-out solution, so {self.settings.solution_name!r} "

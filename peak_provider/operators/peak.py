@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import Asset, AssetAlias, BaseOperator
 
 from peak_provider.api import APPEND, OPERATIONS
-from peak_provider.exceptions import PeakConfigError, PeakError, PeakRejectedRowsError, PeakResumeError
+from peak_provider.exceptions import (
+    PeakConfigError,
+    PeakError,
+    PeakRejectedRowsError,
+    PeakResumeError,
+    PeakStoppedError,
+)
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.incremental import MODES, IncrementalLoad, sql_identifier
 from peak_provider.ledger import POLICIES
@@ -63,7 +69,9 @@ class SqlToPeakOperator(BaseOperator):
 
     Rows stream from a server-side cursor (PostgreSQL) or ``fetchmany`` (others) straight into
     :meth:`PeakHook.ingest`, so memory stays flat however large the table. The task returns a small
-    summary (never rows) and emits an asset event for the Peak object with the counts.
+    summary (never rows) and emits an asset event for the Peak object with the counts (not on a dry run,
+    which writes nothing and has no outlet). On SIGTERM (``on_kill``) the load stops sending and the task
+    fails with the counts so far in its log.
 
     Building the operator reads no connection, variable or network: ``resource`` is checked against the
     catalogue of ``application`` (or of every application), and the outlet is the ``AssetAlias``
@@ -216,6 +224,8 @@ class SqlToPeakOperator(BaseOperator):
         resumable = self.resumable if self.resumable is not None else operation == APPEND
         if operation == APPEND and not resumable:
             self.log.warning("resumable=False: a retry of this APPEND task sends every row again (duplicates)")
+        if hook.stopped:  # killed during the preflight: the query is not run
+            raise PeakStoppedError("The load was stopped before it started: the task was killed (on_kill)")
         with stream_query(self.sql_conn_id, self._query(load, hook, resumable), self.fetch_size) as stream:
             checked = self._preflight(hook, stream.columns, live)
             rows = load.track(stream.rows, stream.columns)  # a query without the incremental column fails here

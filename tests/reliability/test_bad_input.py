@@ -164,22 +164,27 @@ def test_hostile_values_reject_their_rows_alone(peak_emulator, monkeypatch, tmp_
 
 def test_rows_of_a_bad_shape_reject_themselves_alone(peak_emulator, monkeypatch, tmp_path):
     """Rows that are not mappings of column names (``None``, a number, a mapping with a ``None`` or an integer
-    key, as records of unnamed columns have) are rejected one by one; the rows around them are stored, and the
+    key, as records of unnamed columns have, a list holding a list) are rejected one by one; the rows around them are stored, and the
     sink writes each."""
     monkeypatch.setenv("AIRFLOW_CONN_PEAK_DEFAULT", peak_emulator.connection_json("INV_OOTB"))
     good = [
         {"product_id": f"P{i}", "source_id": "S", "pack_size": 1, "updated_at": "2025-03-01 00:00:00"} for i in range(6)
     ]
-    bad: list[Any] = [None, 42, {**good[0], None: "x"}, {0: "P9", 1: "S"}]
-    rows = [good[0], bad[0], good[1], bad[1], good[2], bad[2], good[3], bad[3], good[4], good[5]]
+    bad: list[Any] = [None, 42, {**good[0], None: "x"}, {0: "P9", 1: "S"}, [["P9"], "S"]]
+    rows = [good[0], bad[0], good[1], bad[1], good[2], bad[2], good[3], bad[3], good[4], bad[4], good[5]]
     sink = RejectedRowsSink(str(tmp_path / "rejects.jsonl"), "products")
     result = PeakHook().upsert("products", rows, on_rejected=sink.write)
     sink.close()
-    assert (result.rows_read, result.rows_accepted, result.rows_rejected) == (10, 6, 4)
-    reasons = [r["reason"] for r in result.rejected_sample]
-    assert reasons[:2] == ["products: the row is not a mapping"] * 2
-    assert reasons[2:] == [f"products: a column name is not text: {what}" for what in ("NoneType None", "int 0")]
-    assert len((tmp_path / "rejects.jsonl").read_text().splitlines()) == 4
+    assert (result.rows_read, result.rows_accepted, result.rows_rejected) == (11, 6, 5)
+    not_a_mapping, not_text = "products: the row is not a mapping", "products: a column name is not text"
+    assert [r["reason"] for r in result.rejected_sample] == [
+        not_a_mapping,
+        not_a_mapping,
+        f"{not_text}: NoneType None",
+        f"{not_text}: int 0",
+        not_a_mapping,  # a sequence, with an unhashable item: not column names
+    ]
+    assert len((tmp_path / "rejects.jsonl").read_text().splitlines()) == 5
     assert {r["product_id"] for r in peak_emulator.rows("INV_PRODUCTS_OOTB")} == {f"P{i}" for i in range(6)}
 
 

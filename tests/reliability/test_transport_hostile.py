@@ -377,8 +377,17 @@ def test_test_connection_is_bounded_by_the_request_deadline(hook_at):
         response(200, b'{"solutions": 5}'),
         response(200, b'{"solutions": [{"solutionName": {"a": 1}}]}'),
         response(200, b'{"solutions": []}'),
+        response(200, b'{"solutions": ["INV_OOTB"]}'),
     ],
-    ids=["413", "deep JSON", "JSON array", "solutions not a list", "solution name not a string", "no solution"],
+    ids=[
+        "413",
+        "deep JSON",
+        "JSON array",
+        "solutions not a list",
+        "solution name not a string",
+        "no solution",
+        "names, not objects",
+    ],
 )
 def test_test_connection_never_raises_on_a_hostile_answer(answer, hook_at):
     """The UI's *Test* button shows ``(ok, message)``; an exception would show a stack trace instead."""
