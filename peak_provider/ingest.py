@@ -41,8 +41,9 @@ from peak_provider.transport import PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
-#: Bucket codes of a settled row (``UNSENT`` rows are not settled: a retry sends them).
-ACCEPTED, REJECTED, IN_DOUBT = 0, 1, 2
+#: Bucket codes of a settled row (``UNSENT`` rows are not settled: a retry sends them); ``SKIPPED`` marks the
+#: start of a range an earlier attempt settled.
+ACCEPTED, REJECTED, IN_DOUBT, SKIPPED = 0, 1, 2, -1
 
 
 @contextmanager
@@ -172,7 +173,7 @@ class SendingWindow:
         self._prefix = 0
         self._prefix_key: Any = None
         self._counts = [0, 0, 0]
-        self._carried: dict[int, tuple[int, int, int]] = {}  # range end -> an earlier attempt's counts
+        self._carried: dict[int, list[int]] = {}  # range start -> that range, with the earlier attempts' counts
 
     # --- rows in -------------------------------------------------------------------------------------
 
@@ -186,15 +187,15 @@ class SendingWindow:
         if isinstance(self.error, PeakSinkError):
             raise self.error
 
-    def skip(self, position: int, key: Any, carried: tuple[int, int, int] | None) -> None:
-        """A row an earlier attempt settled (resume). ``carried``: that attempt's counts of the range
-        this row ends, given on a range's last row."""
-        if self._track:
-            self._status[position] = -1
+    def skip(self, position: int, key: Any, carried: list[int] | None) -> None:
+        """A row an earlier attempt settled (resume). ``carried``: on a range's last row, the range with the
+        earlier attempts' counts (``[start, end, accepted, rejected, in_doubt]``); it settles then, as a whole
+        (a range walked part-way is still the earlier attempts', see :class:`~peak_provider.resume.Skipper`)."""
+        if self._track and carried is not None:
+            self._status[carried[0]] = SKIPPED
+            self._carried[carried[0]] = carried
             self._keys_at[position] = key
-            if carried is not None:
-                self._carried[position] = carried
-                self._advance()  # a skipped range continuing the prefix extends it now (a stop may follow)
+            self._advance()  # a skipped range continuing the prefix extends it now (a stop may follow)
 
     def add(self, position: int, key: Any, encoded: bytes, source: Any) -> None:
         """Queue one encoded row; raises the load's error once a batch has failed for good (the row is
@@ -458,10 +459,11 @@ class SendingWindow:
             bucket = status.pop(self._prefix)
             if bucket >= 0:
                 counts[bucket] += 1
-            elif (carried := self._carried.pop(self._prefix, None)) is not None:
+                self._prefix += 1
+            else:
+                _start, self._prefix, *earlier = self._carried.pop(self._prefix)
                 for i in range(3):
-                    counts[i] += carried[i]
-            self._prefix += 1
+                    counts[i] += earlier[i]
         if self._prefix > start:
             self._prefix_key = self._keys_at.get(self._prefix - 1)
             for position in range(start, self._prefix):
@@ -479,13 +481,14 @@ class SendingWindow:
                 if current is None or position != current[1]:
                     current = [position, position, 0, 0, 0]
                     ranges.append(current)
-                current[1] = position + 1
                 bucket = self._status[position]
                 if bucket >= 0:
+                    current[1] = position + 1
                     current[2 + bucket] += 1
-                elif (carried := self._carried.get(position)) is not None:
+                else:
+                    _start, current[1], *earlier = self._carried[position]
                     for i in range(3):
-                        current[2 + i] += carried[i]
-                keys[position] = self._keys_at.get(position)
+                        current[2 + i] += earlier[i]
+                keys[current[1] - 1] = self._keys_at.get(current[1] - 1)
             keys = {r[1] - 1: keys.get(r[1] - 1) for r in ranges}
         return Progress(ranges, keys)

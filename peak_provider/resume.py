@@ -89,13 +89,19 @@ def jsonable_key(key: Any) -> Any:
 
 
 class Skipper:
-    """Skips the rows an earlier attempt settled for good, checking the key at the end of each range."""
+    """Skips the rows an earlier attempt settled for good, checking the key at the end of each range.
+
+    A range is walked as a whole: its counts are carried, and its rows count as read, only at its last row.
+    Until then it is still the earlier attempts' (:meth:`pending`), so a stop part-way through it neither
+    loses it from the checkpoint nor counts its rows.
+    """
 
     def __init__(self, progress: Progress, result: IngestResult):
         self.ranges = sorted(progress.ranges)
         self.keys = {int(k): v for k, v in progress.keys.items()}
         self.result = result
         self._i = 0
+        self._done = 0  # the ranges before this one were walked to their end
 
     def skips(self, position: int) -> bool:
         ranges = self.ranges
@@ -103,15 +109,18 @@ class Skipper:
             self._i += 1
         return self._i < len(ranges) and ranges[self._i][0] <= position
 
-    def check(self, position: int, key: Any) -> tuple[Any, tuple[int, int, int] | None]:
-        """Key and carried counts for a skipped row (counts on a range's last row, after its key check)."""
-        _start, end, accepted, rejected, in_doubt = self.ranges[self._i]
+    def check(self, position: int, key: Any) -> tuple[Any, list[int] | None]:
+        """Key and, on a range's last row (after its key check), the range with the counts it carries:
+        ``[start, end, accepted, rejected, in_doubt]``."""
+        walked = self.ranges[self._i]
+        _start, end, accepted, rejected, in_doubt = walked
         if position != end - 1:
             return key, None
         # the range's counts are the earlier attempts' facts: carried even if the check below fails
         self.result.rows_accepted += accepted
         self.result.rows_rejected += rejected
         self.result.rows_in_doubt += in_doubt
+        self._done = self._i + 1
         expected = self.keys.get(position)
         if expected is not None and key is not None and jsonable_key(key) != jsonable_key(expected):
             raise PeakResumeError(
@@ -120,12 +129,28 @@ class Skipper:
                 "checkpoint is dropped: a new attempt starts from the top (for APPEND it appends again what the "
                 "earlier attempts stored)"
             )
-        return key, (accepted, rejected, in_doubt)
+        return key, walked
+
+    def unfinished(self, last_position: int) -> int:
+        """Rows up to ``last_position`` read in a range not yet walked to its end: not counted as read (the
+        range's counts come at its end)."""
+        if self._done < len(self.ranges):
+            start, end = self.ranges[self._done][:2]
+            if start <= last_position:
+                return min(last_position, end - 1) + 1 - start
+        return 0
+
+    def pending(self, progress: Progress) -> Progress:
+        """``progress`` (this attempt's) with the earlier ranges not yet walked to their end: still settled, so
+        every checkpoint this attempt saves keeps them."""
+        rest = self.ranges[self._done :]
+        if not rest:
+            return progress
+        keys = {**progress.keys, **{r[1] - 1: self.keys.get(r[1] - 1) for r in rest}}
+        return Progress(sorted([*progress.ranges, *(list(r) for r in rest)]), keys)
 
     def finish(self, last_position: int) -> None:
         if self.ranges and self.ranges[-1][1] - 1 > last_position:
-            start = self.ranges[self._i][0] if self._i < len(self.ranges) else last_position + 1
-            self.result.rows_unsent += max(0, last_position + 1 - start)  # read in a range never completed
             raise PeakResumeError(
                 f"Cannot resume: the query now yields {last_position + 1} rows, but the earlier attempt settled "
                 f"rows up to {self.ranges[-1][1]}; the source changed between attempts"

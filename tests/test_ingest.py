@@ -500,10 +500,12 @@ def test_rows_rejected_before_sending_settle_in_place(fake):
     assert load.final().ranges == [[0, 3, 2, 1, 0]]
 
 
-def skip(window: SendingWindow, positions: range, carried: tuple[int, int, int]) -> None:
-    """Skip a range an earlier attempt settled, carrying its counts on the range's last row."""
-    for position in positions:
-        window.skip(position, f"k{position}", carried if position == positions[-1] else None)
+def skip(window: SendingWindow, positions: range, carried: tuple[int, int, int], *, walked: int | None = None) -> None:
+    """Skip a range an earlier attempt settled, carrying it with its counts on the range's last row; with
+    ``walked``, only that many of its rows (a stop part-way through)."""
+    whole = [positions.start, positions.stop, *carried]
+    for position in positions[:walked]:
+        window.skip(position, f"k{position}", whole if position == positions[-1] else None)
 
 
 def add(window: SendingWindow, positions: range) -> None:
@@ -553,6 +555,33 @@ def test_a_stop_right_after_skipping_keeps_the_skipped_prefix(fake, in_doubt_set
     assert fake.calls == []
     assert load.final().ranges == [[0, 4, 2, 2, 0]]
     assert load.final().keys == {3: "k3"}
+
+
+def test_a_range_skipped_part_way_is_not_settled_nor_walked_by_the_prefix(fake):
+    """Rows 0-3 were settled earlier, then 6-9. This attempt queues 4-5 and has read 6-7 of the second range
+    when it stops: 4-5 are unsent, and no range with no counts claims rows 6-7 (the hook keeps the whole
+    earlier range in the checkpoint)."""
+    load = make_load(fake, max_rows=2, track=True)
+    skip(load.window, range(4), (3, 1, 0))
+    add(load.window, range(4, 6))
+    skip(load.window, range(6, 10), (4, 0, 0), walked=2)
+    load.window.abort()
+    load.window.close()
+    assert load.final().ranges == [[0, 4, 3, 1, 0]]
+    assert load.final().keys == {3: "k3"}
+
+
+def test_the_prefix_stops_at_a_range_skipped_part_way(fake):
+    """The batch 4-5 settles after rows 6-7 of the earlier range 6-9 were read: the prefix reaches 6, not 8
+    (the earlier attempts' counts of 6-7 come only with the range's end)."""
+    load = make_load(fake, max_rows=2, track=True)
+    skip(load.window, range(4), (3, 1, 0))
+    add(load.window, range(4, 6))
+    skip(load.window, range(6, 10), (4, 0, 0), walked=2)
+    load.window.finish()  # the source ended there (the hook then fails: the source changed)
+    load.window.close()
+    assert load.final().ranges == [[0, 6, 5, 1, 0]]
+    assert load.final().keys == {5: "k5"}
 
 
 # --- 413 splitting ------------------------------------------------------------------------------------

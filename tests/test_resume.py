@@ -65,9 +65,9 @@ def test_skipper_skips_settled_ranges_and_carries_their_counts_after_the_key_che
 
     skipper = Skipper(Progress(ranges=[[0, 2, 1, 1, 0], [3, 4, 0, 0, 1]], keys={1: ["P2"], 3: "P4"}), result)
     assert skipper.skips(0) and skipper.check(0, ("P1",)) == (("P1",), None)
-    assert skipper.skips(1) and skipper.check(1, ("P2",)) == (("P2",), (1, 1, 0))  # a tuple key meets its JSON list
+    assert skipper.skips(1) and skipper.check(1, ("P2",)) == (("P2",), [0, 2, 1, 1, 0])  # tuple key, JSON list
     assert not skipper.skips(2)
-    assert skipper.skips(3) and skipper.check(3, "P4") == ("P4", (0, 0, 1))
+    assert skipper.skips(3) and skipper.check(3, "P4") == ("P4", [3, 4, 0, 0, 1])
     skipper.finish(4)
     assert (result.rows_accepted, result.rows_rejected, result.rows_in_doubt, result.rows_unsent) == (1, 1, 1, 0)
 
@@ -88,4 +88,19 @@ def test_skipper_fails_when_the_source_now_ends_before_the_settled_rows():
         assert skipper.skips(position)
     with pytest.raises(PeakResumeError, match="yields 3 rows, but the earlier attempt settled rows up to 5"):
         skipper.finish(2)
-    assert result.rows_unsent == 3
+    assert skipper.unfinished(2) == 3  # read in a range never walked to its end: not counted as read
+    assert (result.rows_accepted, result.rows_unsent) == (0, 0)
+
+
+def test_skipper_keeps_the_earlier_ranges_not_walked_in_every_checkpoint():
+    """Rows 0-1 and 5-7 were settled earlier. While range 0-1 is walked, its rows are not counted as read and
+    it stays in every checkpoint; once walked, this attempt's progress carries it, and 5-7 stays pending."""
+    earlier = Progress(ranges=[[0, 2, 2, 0, 0], [5, 8, 2, 1, 0]], keys={1: "P2", 7: "P8"})
+    skipper = Skipper(earlier, _result())
+    assert skipper.skips(0) and skipper.check(0, "P1") == ("P1", None)
+    assert skipper.unfinished(0) == 1
+    assert skipper.pending(Progress(ranges=[], keys={})) == earlier
+    assert skipper.skips(1) and skipper.check(1, "P2") == ("P2", [0, 2, 2, 0, 0])
+    assert skipper.unfinished(1) == 0
+    this_attempt = Progress(ranges=[[0, 4, 4, 0, 0]], keys={3: "P4"})  # the walked range and rows 2-3
+    assert skipper.pending(this_attempt) == Progress(ranges=[[0, 4, 4, 0, 0], [5, 8, 2, 1, 0]], keys={3: "P4", 7: "P8"})

@@ -258,6 +258,10 @@ class PeakHook(BaseHook):
             rejection = encoder.reject(row, plan_of(row), field, reason.removeprefix(f"{res.name}: "))
             return replace(rejection, code=code, outcome=outcome)
 
+        skipper = Skipper(resume_from, result) if resume_from is not None else None
+        if skipper is not None and on_progress is not None:  # a checkpoint keeps the earlier ranges not walked
+            report = on_progress
+            on_progress = lambda progress: report(skipper.pending(progress))  # noqa: E731
         window = SendingWindow(
             self._batch_sender(self.ingest_url(resource), head, tail, op, object_name, res.primary_key, counters),
             describe,
@@ -271,14 +275,18 @@ class PeakHook(BaseHook):
             on_rejected=on_rejected,
             on_progress=on_progress,
         )
-        skipper = Skipper(resume_from, result) if resume_from is not None else None
         if not dry_run:  # a dry run writes nothing
             self.report_lineage(resource)  # before sending, so a failed load still reports its output
         self._window = window
         if self._stopped is not None:  # stopped before the window existed: nothing is sent
             window.stop(PeakStoppedError(f"The load was stopped: {self._stopped}"))
         started = time.monotonic()
-        position = -1  # of the last row read; rows_read is position + 1
+        position = -1  # of the last row read
+
+        def read_by(last: int) -> int:
+            """Rows read up to ``last``, less those of an earlier range not walked to its end (see Skipper)."""
+            return last + 1 - (skipper.unfinished(last) if skipper is not None else 0)
+
         encode, add, room = encoder.encode, window.add, window.room  # the per-row loop, kept lean
         try:
             iterator = iter(rows)
@@ -316,14 +324,14 @@ class PeakHook(BaseHook):
         except BaseException as exc:  # a task timeout, a bug: the counts so far go with it too
             window.abort()
             counted = result.rows_accepted + result.rows_rejected + result.rows_in_doubt + result.rows_unsent
-            if counted == position:  # raised between reading a row and handing it to the window
+            if counted == read_by(position) - 1:  # raised between reading a row and handing it to the window
                 result.rows_unsent += 1
             with contextlib.suppress(AttributeError):  # an exception type that takes no attributes
                 exc.result = result  # type: ignore[attr-defined]
             raise
         finally:
             self._window = None
-            result.rows_read = position + 1  # skipped (resumed) rows included
+            result.rows_read = read_by(position)  # resumed rows included, once their range was walked
             window.close()
             result.requests, result.retries, result.bytes_sent = (
                 counters.requests,

@@ -73,3 +73,37 @@ def test_resumable_orders_by_primary_key_in_source_names(warehouse, peak_emulato
     )
     sql, _ = task._query(IncrementalLoad(), PeakHook(), True)("sqlite3")
     assert sql.endswith("ORDER BY peak_src.sku, peak_src.updated_at")
+
+
+def test_an_attempt_stopped_while_skipping_keeps_every_earlier_range(peak_emulator, monkeypatch):
+    """Earlier attempts settled rows 0-9 and 20-29 (10-19 were unsent). This attempt sends 10-19, then its
+    source fails while it re-reads 20-24. Every checkpoint it saves keeps 20-29 with its counts, its result
+    counts only the rows it walked, and the next attempt appends nothing twice. (A checkpoint of the prefix
+    alone, or one claiming 20-24 with no counts, made that attempt append 25-29 or 20-29 again.)"""
+    from peak_provider.exceptions import PeakSourceError
+    from peak_provider.ingest import Progress
+    from tests.hooks.test_peak import hook_for, products
+
+    hook = hook_for(peak_emulator, monkeypatch, max_rows_per_request=5)
+    hook.append("products", [*products(10), *products(10, start=20)])  # what the earlier attempts stored
+    earlier = Progress(ranges=[[0, 10, 10, 0, 0], [20, 30, 10, 0, 0]], keys={})
+
+    def source():
+        yield from products(25)
+        raise RuntimeError("warehouse connection lost")
+
+    saved: list[Progress] = []
+    with pytest.raises(PeakSourceError) as failure:
+        hook.append("products", source(), resume_from=earlier, on_progress=saved.append)
+    result = failure.value.result
+    assert result is not None and result.reconciled, result
+    # 0-9 carried, 10-14 sent, 15-19 still in the open batch when the source failed; 20-24 not walked
+    assert (result.rows_read, result.rows_accepted, result.rows_unsent) == (20, 15, 5)
+    assert saved and all([20, 30, 10, 0, 0] in p.ranges for p in saved), saved
+    assert saved[-1].ranges == [[0, 15, 15, 0, 0], [20, 30, 10, 0, 0]]
+
+    again = hook.append("products", products(30), resume_from=saved[-1])
+    assert (again.rows_read, again.rows_accepted, again.rows_sent) == (30, 30, 5)
+    stored = [row["product_id"] for row in peak_emulator.rows("INV_PRODUCTS_OOTB")]
+    assert sorted(stored) == sorted({row["product_id"] for row in products(30)})  # each once
+    hook.close()
