@@ -243,15 +243,22 @@ class SendingWindow:
             self.error = error
 
     def abort(self) -> None:
-        """Stop: no new batches; let those in flight settle; count the rest unsent."""
+        """Stop: no new batches; let those in flight settle; count the rest unsent. Interrupted while it waits
+        (a task timeout), it still counts everything: the batches it could not wait for are in doubt."""
         held, self._held = self._held, []  # taken first: settling must not release them
-        while self._pending:
-            self._wait_one()
-        unsent = len(self._open.rows) + sum(len(b.rows) for b in held)
-        self.result.rows_unsent += unsent
-        self._open = Batch(self._seq)
-        if self._track and self.on_progress is not None:
-            self.on_progress(self._progress(final=True))
+        try:
+            while self._pending:
+                self._wait_one()
+        finally:
+            for future, batch in list(self._pending.items()):
+                gone = PeakHTTPError("the load stopped before its answer came", applied=Applied.MAYBE)
+                del self._pending[future]
+                self._settle(batch, [Part(0, len(batch.rows), error=gone)])
+            unsent = len(self._open.rows) + sum(len(b.rows) for b in held)
+            self.result.rows_unsent += unsent
+            self._open = Batch(self._seq)
+            if self._track and self.on_progress is not None:
+                self.on_progress(self._progress(final=True))
 
     def close(self) -> None:
         try:

@@ -7,9 +7,10 @@ key has two readings), that
 - does not report failure itself: a ``status`` of ``FAILED``/``ERROR`` means every row not listed in
   ``failed`` was refused with the batch; ``PARTIAL_SUCCESS`` needs a non-empty ``failed``; other known
   success words (``SUCCESS``, ``OK``, ``ACCEPTED``, ``COMPLETED``) or no ``status`` are fine, anything
-  else is not understood. An answer that rejects no row (no failure ``status``, no ``failed`` entry) but
-  says it failed otherwise (an ``error`` or ``errors`` that is not empty, a ``success`` that is not
-  ``true``) is not understood: it cannot confirm rows it says were not taken, nor name which;
+  else is not understood. An answer that says it failed otherwise (an ``error`` or ``errors`` that is not
+  empty, a ``success`` that is not ``true``) is not understood unless its ``status`` explains it (a
+  failure, or a partial success naming its rejected rows): it cannot confirm rows it says were not taken,
+  nor name which;
 - has no ``failed`` (none rejected) or a ``failed`` list whose entries each name a row of the batch by a
   0-based integer index in range (several entries may name one row: one per error). An entry that carries
   only the row (the API's exact shape is not documented) names the one row of the batch with the same
@@ -122,7 +123,7 @@ def read_ingest_reply(
         reason = f"the API reported status {state} for the whole batch"
         for index in range(rows):
             failures.setdefault(index, Failure(index, None, None, reason))
-    if not failures:  # next to named rejections, an error or success: false may just sum them up
+    if state not in _FAILURE and not (state in _PARTIAL and failures):  # a status that explains it: fine
         _no_failure_said(status, payload, scrub)
     _counts_agree(payload, rows, rows - len(failures), scrub)
     return [failures[i] for i in sorted(failures)]
@@ -186,8 +187,8 @@ def _counts_agree(payload: dict[str, Any], rows: int, accepted: int, scrub: Call
     for keys, expected in ((_RECEIVED_KEYS, rows), (_ACCEPTED_KEYS, accepted)):
         for key in keys:
             count = payload.get(key)
-            if count is None or type(count) is bool or (count == expected and type(count) is int):
-                continue  # a boolean (e.g. "accepted": true on a 202) is a flag, not a count
+            if count is None or count is True or (count == expected and type(count) is int):
+                continue  # "accepted": true (on a 202, say) is a flag, not a count; false is no confirmation
             if type(count) is not int or count < 0:
                 said = json.dumps(count) if isinstance(count, bool | int | float | str) else type(count).__name__
                 raise NotUnderstood(f"the answer's {key!r} is {excerpt(said, scrub, 40)}, not a count of rows")

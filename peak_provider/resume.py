@@ -141,9 +141,11 @@ class Skipper:
         return 0
 
     def pending(self, progress: Progress) -> Progress:
-        """``progress`` (this attempt's) with the earlier ranges not yet walked to their end: still settled, so
-        every checkpoint this attempt saves keeps them."""
-        rest = self.ranges[self._done :]
+        """``progress`` (this attempt's) with every earlier range it does not cover: still settled, so every
+        checkpoint this attempt saves keeps them (a range walked to its end is covered only once this
+        attempt's prefix, or its final progress, reaches it)."""
+        covered = progress.ranges
+        rest = [r for r in self.ranges if not any(c[0] <= r[0] and r[1] <= c[1] for c in covered)]
         if not rest:
             return progress
         keys = {**progress.keys, **{r[1] - 1: self.keys.get(r[1] - 1) for r in rest}}

@@ -415,9 +415,13 @@ class RowEncoder:
         """The plan of a mapping row, by its keys (cached). A row that is not a mapping of column names
         (``None``, a number) gets a plan that rejects it."""
         try:
-            return self.plan(tuple(row), positional=False)
+            cache_key = (False, *row)
+            plan = self._plans.get(cache_key)
         except TypeError:  # not iterable, or a sequence with an unhashable item (not column names either)
             return self._not_a_row
+        if plan is None:
+            plan = self._plans[cache_key] = self._build_plan(cache_key[1:], positional=False)
+        return plan
 
     def plan(self, columns: Sequence[str], positional: bool) -> Plan:
         """Match a column layout to fields (cached). ``positional``: rows are sequences, not mappings."""

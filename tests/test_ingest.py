@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -418,6 +419,39 @@ def test_a_sink_that_raises_on_a_row_refused_before_sending_stops_the_load_at_on
         load.window.reject(0, describe((0, "a"), "pack_size", "bad", None, "rejected"))
     assert load.buckets() == {"accepted": 0, "rejected": 1, "in_doubt": 0, "unsent": 0}
     load.window.close()
+
+
+def test_a_timeout_while_a_stop_waits_still_counts_every_row(fake):
+    """Batch [a b] fails (unsent) while [c d] is in flight; a task timeout (a BaseException, from SIGALRM)
+    interrupts the stop's wait for [c d]: it is counted in doubt (it may be stored), the rest unsent, and the
+    final progress is still saved."""
+
+    class Timeout(BaseException):
+        pass
+
+    def answer(positions: list[int]) -> list[Failure]:
+        if 0 in positions:
+            raise error(Applied.NO, 429)
+        return []
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        fake.release_all()  # the answer comes, but too late for the stop that was waiting for it
+        raise Timeout
+
+    fake.answer = answer
+    fake.hold(2)
+    load = make_load(fake, max_rows=2, max_in_flight=2, track=True)
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(Timeout):
+            stream(load, list("abcde"))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert load.buckets() == {"accepted": 0, "rejected": 0, "in_doubt": 2, "unsent": 3}
+    assert [r.key for r in load.rejections] == [{"k": "c"}, {"k": "d"}]
+    assert load.progress, "no final progress was saved"
 
 
 # --- progress -------------------------------------------------------------------------------------------

@@ -285,6 +285,8 @@ def test_answers_whose_counts_and_keys_agree_confirm_the_batch(body, kwargs, exp
         ({"errors": [{"message": "x"}], "failed": []}, 10, "carries 'errors' without a failure status: a list of 1"),
         ({"success": False, "message": "nothing stored"}, 10, "says success false"),
         ({"success": "false"}, 10, 'says success "false"'),
+        ({"success": False, "failed": [{"index": 0}]}, 10, "says success false"),  # partial, or rolled back?
+        ({"accepted": False}, 10, "'accepted' is false, not a count of rows"),
     ],
     ids=[
         "received-fewer",
@@ -305,6 +307,8 @@ def test_answers_whose_counts_and_keys_agree_confirm_the_batch(body, kwargs, exp
         "errors-list",
         "success-false",
         "success-not-a-bool",
+        "success-false-with-failed-but-no-status",
+        "accepted-false",
     ],
 )
 def test_answers_whose_counts_disagree_or_that_say_they_failed_confirm_nothing(body, rows, words):

@@ -104,3 +104,8 @@ def test_skipper_keeps_the_earlier_ranges_not_walked_in_every_checkpoint():
     assert skipper.unfinished(1) == 0
     this_attempt = Progress(ranges=[[0, 4, 4, 0, 0]], keys={3: "P4"})  # the walked range and rows 2-3
     assert skipper.pending(this_attempt) == Progress(ranges=[[0, 4, 4, 0, 0], [5, 8, 2, 1, 0]], keys={3: "P4", 7: "P8"})
+    for position in range(5, 8):  # 5-7 walked to its end, while row 4 is still in flight
+        assert skipper.skips(position)
+        skipper.check(position, f"P{position + 1}")
+    assert skipper.pending(this_attempt).ranges == [[0, 4, 4, 0, 0], [5, 8, 2, 1, 0]]  # kept until covered
+    assert skipper.pending(Progress(ranges=[[0, 8, 7, 1, 0]], keys={7: "P8"})).ranges == [[0, 8, 7, 1, 0]]

@@ -41,6 +41,13 @@ def _escaped_char(char: str) -> str:
     return rf"(?:\\*(?:{alternatives}))"
 
 
+def _carry(exc: BaseException, result: IngestResult) -> None:
+    """Attach the load's counts to ``exc`` (``exc.result``), whatever its type (one that takes no attribute
+    goes without)."""
+    with contextlib.suppress(AttributeError):
+        exc.result = result  # type: ignore[attr-defined]
+
+
 class PeakHook(BaseHook):
     """Talk to the Peak (UiPath) Supply Chain & Retail data ingestion API.
 
@@ -317,17 +324,17 @@ class PeakHook(BaseHook):
             if skipper is not None:
                 skipper.finish(position)
             window.finish()
-        except PeakError as exc:
-            window.abort()
-            exc.result = result
-            raise
-        except BaseException as exc:  # a task timeout, a bug: the counts so far go with it too
-            window.abort()
-            counted = result.rows_accepted + result.rows_rejected + result.rows_in_doubt + result.rows_unsent
-            if counted == read_by(position) - 1:  # raised between reading a row and handing it to the window
-                result.rows_unsent += 1
-            with contextlib.suppress(AttributeError):  # an exception type that takes no attributes
-                exc.result = result  # type: ignore[attr-defined]
+        except BaseException as exc:  # a Peak error, a task timeout, a bug: the counts so far go with it
+            try:
+                window.abort()
+            except BaseException as during:  # e.g. a task timeout while the batches in flight settle
+                _carry(during, result)
+                raise
+            if not isinstance(exc, PeakError):
+                counted = result.rows_accepted + result.rows_rejected + result.rows_in_doubt + result.rows_unsent
+                if counted == read_by(position) - 1:  # raised between reading a row and handing it to the window
+                    result.rows_unsent += 1
+            _carry(exc, result)
             raise
         finally:
             self._window = None

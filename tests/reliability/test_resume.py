@@ -107,3 +107,27 @@ def test_an_attempt_stopped_while_skipping_keeps_every_earlier_range(peak_emulat
     stored = [row["product_id"] for row in peak_emulator.rows("INV_PRODUCTS_OOTB")]
     assert sorted(stored) == sorted({row["product_id"] for row in products(30)})  # each once
     hook.close()
+
+
+def test_every_checkpoint_keeps_an_earlier_range_walked_ahead_of_the_prefix(peak_emulator, monkeypatch):
+    """Earlier attempts settled 0-9 and 20-29. With one batch in flight, this attempt walks 20-29 while 10-19
+    are still unanswered: checkpoints saved then (the last one a hard kill would leave) must still hold 20-29,
+    or the next attempt appends all of it again."""
+    from peak_provider.ingest import Progress
+    from tests.hooks.test_peak import hook_for, products
+
+    peak_emulator.set_faults(latency_ms=50)
+    hook = hook_for(peak_emulator, monkeypatch, max_rows_per_request=5, max_in_flight=1)
+    hook.append("products", [*products(10), *products(10, start=20)])
+    saved: list[Progress] = []
+    result = hook.append(
+        "products",
+        products(40),
+        resume_from=Progress(ranges=[[0, 10, 10, 0, 0], [20, 30, 10, 0, 0]], keys={}),
+        on_progress=saved.append,
+    )
+    hook.close()
+    assert (result.rows_read, result.rows_accepted, result.rows_sent) == (40, 40, 20)
+    holds = [any(r[0] <= 20 and r[1] >= 30 for r in p.ranges) for p in saved]
+    assert saved and all(holds), [p.ranges for p in saved]
+    assert saved[-1].ranges == [[0, 40, 40, 0, 0]]
