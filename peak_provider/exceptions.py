@@ -58,7 +58,8 @@ class PeakSourceError(PeakError):
 
 class PeakSinkError(PeakError):
     """The rejected-rows sink (``on_rejected``) raised: the load stops sending, since the rows it rejects from
-    then on could not be recorded. The rows are still counted; the sink's error is the ``__cause__``."""
+    then on could not be recorded. The rows are still counted; the message quotes the sink's error, scrubbed
+    (it is not chained: its own text could carry the token)."""
 
 
 class PeakStoppedError(PeakError):

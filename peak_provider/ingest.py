@@ -438,12 +438,11 @@ class SendingWindow:
                 self.on_rejected(rejection)
             except Exception as exc:
                 self.on_rejected = None
-                error = PeakSinkError(
+                error = PeakSinkError(  # not chained to exc: its text (and traceback) is not scrubbed
                     f"{self.result.resource}: the rejected-rows sink failed ({type(exc).__name__}: "
                     f"{excerpt(str(exc), self._scrub)}); the load stopped, and rows rejected from then on are "
                     "counted but not in the sink"
                 )
-                error.__cause__ = exc
                 log.error("%s", error)
                 if self.error is None:
                     self.error = error

@@ -397,7 +397,7 @@ def test_a_sink_that_raises_stops_the_load_after_settling_the_batch(fake):
 
     load.window.on_rejected = sink
     stream(load, list("abcdefghijkl"))
-    assert isinstance(load.error, PeakSinkError) and isinstance(load.error.__cause__, OSError)
+    assert isinstance(load.error, PeakSinkError) and load.error.__cause__ is None  # the sink's text is not scrubbed
     assert "rejected-rows sink failed (OSError: [Errno 28] No space left on device)" in str(load.error)
     assert len(calls) == 1
     assert fake.calls == [[0, 1, 2, 3, 4]]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -39,6 +41,33 @@ def _escaped_char(char: str) -> str:
         forms.append(r"\+")
     alternatives = "|".join(forms)
     return rf"(?:\\*(?:{alternatives}))"
+
+
+class _LibraryLogScrubber(logging.Filter):
+    """Removes the token of every live hook from urllib3's log records: urllib3 quotes a header line it cannot
+    parse, which a server can make echo the token (Airflow's masker misses its repr-escaped forms)."""
+
+    LOGGERS = ("urllib3.connection", "urllib3.connectionpool", "urllib3.response")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hooks: weakref.WeakSet[PeakHook] = weakref.WeakSet()
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        hooks = list(self.hooks)
+        if hooks:
+            text = record.getMessage()
+            trace = logging.Formatter().formatException(record.exc_info) if record.exc_info else record.exc_text
+            for hook in hooks:
+                text = hook._scrub(text)
+                trace = hook._scrub(trace) if trace else trace
+            record.msg, record.args, record.exc_info, record.exc_text = text, None, None, trace
+        return True
+
+
+_library_logs = _LibraryLogScrubber()
 
 
 def _carry(exc: BaseException, result: IngestResult) -> None:
@@ -90,6 +119,7 @@ class PeakHook(BaseHook):
         self.timestamp_format = self.application.timestamp_format_with(self.settings.timestamp_format)
         self._session: requests.Session | None = None
         self._transport: Transport | None = None
+        _library_logs.hooks.add(self)
         self._window: SendingWindow | None = None  # the load in progress, for stop()
         self._stopped: str | None = None  # stop()'s reason: sticky, so a stop before the load starts holds
 

@@ -25,7 +25,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from peak_provider.connection import PeakSettings
-from peak_provider.exceptions import PeakConfigError, PeakError
+from peak_provider.exceptions import PeakConfigError, PeakError, PeakSinkError
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.rejected import RejectedRowsSink
 from peak_provider.result import IngestResult
@@ -451,3 +451,40 @@ def test_token_with_inner_control_or_non_ascii_is_refused_without_showing_it(tok
     message = str(refused.value)
     assert "'peak_secret'" in message and "Personal Access Token" in message, message
     assert_never_shown({"exception": _exception_text(refused.value), **searched_logs()})
+
+
+@pytest.mark.parametrize("form", list(secret_forms(ESCAPING_CANARY)))
+def test_a_header_line_echoing_the_token_is_never_shown_by_urllib3(form, peak_connection, searched_logs):
+    """urllib3 logs a header line it cannot parse (with a traceback quoting it) at WARNING, outside our own
+    messages: a server can make that line the token. The load itself succeeds."""
+    answer = b'HTTP/1.1 200 OK\r\nContent-Length: 14\r\n%s\r\n\r\n{"failed": []}'
+
+    def echo(token: str, shown: str) -> bytes:
+        return answer % shown.encode()
+
+    with RawServer(_echoing(echo, form)) as server:
+        hook = _hook(peak_connection, server.url)
+        result = hook.ingest("products", products(3), operation="UPSERT")
+    searched = searched_logs()
+    assert result.rows_accepted == 3
+    assert "Failed to parse headers" in searched["log records"] + searched["stderr"] + searched["stdout"]
+    assert_never_shown(searched)
+
+
+def test_a_sink_error_quoting_the_token_is_never_shown(peak_connection, searched_logs):
+    """A rejected-rows sink whose error quotes the token (a path or URL built from it, say): the load's
+    PeakSinkError quotes it scrubbed and does not chain it."""
+
+    def sink(rejection: Any) -> None:
+        raise OSError(f"cannot write s3://bucket/{ESCAPING_CANARY}/rejects.jsonl ({json.dumps(ESCAPING_CANARY)})")
+
+    answer = response(
+        200, json.dumps({"status": "PARTIAL_SUCCESS", "failed": [{"index": 0, "message": "bad"}]}).encode()
+    )
+    with RawServer(lambda sock, request, stop: sock.sendall(answer)) as server:
+        hook = _hook(peak_connection, server.url)
+        with pytest.raises(PeakSinkError) as failure:
+            hook.ingest("products", products(3), operation="UPSERT", on_rejected=sink)
+    searched = {"exception": _exception_text(failure.value), **searched_logs()}
+    assert "***" in searched["exception"]
+    assert_never_shown(searched)
