@@ -114,19 +114,50 @@ def interval_bounds(context: Mapping[str, Any]) -> Interval:
 
 
 class MaxTracker:
-    """Passes rows through while remembering the largest value of one column (the new watermark)."""
+    """Passes rows through while remembering the largest value of one column (the new watermark).
 
-    def __init__(self, index: int):
+    :param skip: ``[start, end, …]`` ranges of read positions not to count: rows an earlier attempt settled,
+        which a resumed load skips (their current values were not sent; the earlier attempts' own maximum
+        comes from the checkpoint).
+    """
+
+    def __init__(self, index: int, skip: Sequence[Sequence[int]] = ()):
         self.index = index
+        self.skip = sorted(list(r) for r in skip)
         self.maximum: Any = None
 
     def track(self, rows: Iterator[Sequence[Any]]) -> Iterator[Sequence[Any]]:
         index = self.index
+        if self.skip:
+            yield from self._track_skipping(rows)
+            return
         for row in rows:
             value = row[index]
             if value is not None and (self.maximum is None or value > self.maximum):
                 self.maximum = value
             yield row
+
+    def _track_skipping(self, rows: Iterator[Sequence[Any]]) -> Iterator[Sequence[Any]]:
+        index, ranges = self.index, iter(self.skip)
+        current = next(ranges, None)
+        for position, row in enumerate(rows):
+            while current is not None and position >= current[1]:
+                current = next(ranges, None)
+            value = row[index]
+            skipped = current is not None and current[0] <= position
+            if not skipped and value is not None and (self.maximum is None or value > self.maximum):
+                self.maximum = value
+            yield row
+
+
+def later_mark(earlier: Any, current: Any) -> Any:
+    """The later of two marks in their JSON form (one from a checkpoint, one from this attempt's rows)."""
+    if earlier is None or current is None:
+        return current if earlier is None else earlier
+    try:
+        return earlier if earlier > current else current
+    except TypeError:  # the column's type changed between attempts: this attempt's rows decide
+        return current
 
 
 def column_index(columns: Sequence[str], column: str) -> int:
@@ -295,16 +326,26 @@ class IncrementalLoad:
                 conditions = [("peak_mark", ">", mark)]
         return add_filter(sql, parameters, self.column, conditions, paramstyle_of(driver), order_by, alternatives)
 
-    def track(self, rows: Iterator[Sequence[Any]], columns: Sequence[str]) -> Iterator[Sequence[Any]]:
+    def track(
+        self, rows: Iterator[Sequence[Any]], columns: Sequence[str], skip: Sequence[Sequence[int]] = ()
+    ) -> Iterator[Sequence[Any]]:
         """``rows`` (in the order of ``columns``) passed through; in ``watermark`` mode the largest value of
-        the column is remembered as they go.
+        the column is remembered as they go, but for the positions in ``skip`` (see :class:`MaxTracker`).
 
         :raises PeakConfigError: the query does not select the incremental column.
         """
         if self.watermark is None or self.column is None:
             return rows
-        self._tracker = MaxTracker(column_index(columns, self.column))
+        self._tracker = MaxTracker(column_index(columns, self.column), skip)
         return self._tracker.track(rows)
+
+    def mark(self, earlier: Any = None) -> Any:
+        """The mark so far, in its JSON form: the later of ``earlier`` (an earlier attempt's, from the
+        checkpoint) and the largest value tracked; ``None`` in ``interval`` mode or before any row."""
+        if self._tracker is None:
+            return earlier
+        current = self._tracker.maximum
+        return later_mark(earlier, mark_to_json(current) if current is not None else None)
 
     def record_sent(self) -> dict[str, Any]:
         """Once every row was sent and the counts reconcile: ``interval`` mode records the windows in the
@@ -317,10 +358,14 @@ class IncrementalLoad:
             self.ledger.record(self.plan.windows)
         return report
 
-    def commit(self) -> None:
-        """Once the task succeeded: ``watermark`` mode stores the largest value read as the new mark (not on
-        a dry run, nor when no row was read), so a failed task loads the same rows again next time."""
-        if self.watermark is None or self._tracker is None or self._tracker.maximum is None or self.dry_run:
+    def commit(self, earlier: Any = None) -> None:
+        """Once the task succeeded: ``watermark`` mode stores the largest value read as the new mark, or
+        ``earlier`` (the mark of the rows earlier attempts settled, when this one resumed) if later (not on a
+        dry run, nor when no row was read), so a failed task loads the same rows again next time."""
+        if self.watermark is None or self._tracker is None or self.dry_run:
             return
-        self.watermark.set(mark_to_json(self._tracker.maximum))
-        log.info("Stored watermark %s in %s", self._tracker.maximum, self.watermark.backend)
+        mark = self.mark(earlier)
+        if mark is None:
+            return
+        self.watermark.set(mark)
+        log.info("Stored watermark %s in %s", mark, self.watermark.backend)

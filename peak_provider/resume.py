@@ -37,6 +37,7 @@ class Checkpoint:
         self.fingerprint = query_fingerprint
         self.operation = operation
         self.earlier: Progress | None = None
+        self.earlier_mark: Any = None  # watermark mode: the mark of the rows earlier attempts read (JSON form)
         self.attempts = 1
 
     @property
@@ -63,9 +64,12 @@ class Checkpoint:
                 keys={int(k): v for k, v in (saved.get("keys") or {}).items()},
             )
             self.attempts = int(saved.get("attempts", 1)) + 1
+            self.earlier_mark = saved.get("mark")
         return self.earlier
 
-    def save(self, progress: Progress) -> None:
+    def save(self, progress: Progress, mark: Any = None) -> None:
+        """Store ``progress``; ``mark``: watermark mode's mark of the rows read so far (JSON form), which a
+        retry starts from, since it skips the settled rows rather than reading their values again."""
         if self.store is not None:
             self.store.set(
                 KEY,
@@ -74,6 +78,7 @@ class Checkpoint:
                     "operation": self.operation,
                     "ranges": progress.ranges,
                     "keys": {str(k): jsonable_key(v) for k, v in progress.keys.items()},
+                    "mark": mark,
                     "attempts": self.attempts,
                 },
             )

@@ -228,13 +228,15 @@ class SqlToPeakOperator(BaseOperator):
             raise PeakStoppedError("The load was stopped before it started: the task was killed (on_kill)")
         with stream_query(self.sql_conn_id, self._query(load, hook, resumable), self.fetch_size) as stream:
             checked = self._preflight(hook, stream.columns, live)
-            rows = load.track(stream.rows, stream.columns)  # a query without the incremental column fails here
             checkpoint = self._checkpoint(context, stream.query, operation) if resumable else None
+            settled = checkpoint.earlier.ranges if checkpoint is not None and checkpoint.earlier else []
+            # a query without the incremental column fails here; the rows a retry skips do not move the mark
+            rows = load.track(stream.rows, stream.columns, skip=settled)
             sink = None
             if self.rejected_rows_path:
                 resuming = checkpoint is not None and checkpoint.earlier is not None
                 sink = RejectedRowsSink(self.rejected_rows_path, self.resource, append=resuming)
-            result = self._send(hook, rows, checked, operation, checkpoint, sink)
+            result = self._send(hook, rows, checked, operation, checkpoint, sink, load)
         if not result.reconciled:
             raise PeakError(f"Counts do not reconcile (a bug, please report it): {result}")
         summary = self._summary(result, checked, checkpoint, sink)
@@ -243,7 +245,7 @@ class SqlToPeakOperator(BaseOperator):
         if checkpoint is not None:
             checkpoint.clear()  # the load completed; a later run (or a cleared task) starts from the top
         self._check_thresholds(result, summary, sink)
-        load.commit()
+        load.commit(checkpoint.earlier_mark if checkpoint is not None else None)
         return summary
 
     def _incremental_load(self, context: Context, hook: PeakHook, operation: str) -> IncrementalLoad:
@@ -296,9 +298,11 @@ class SqlToPeakOperator(BaseOperator):
         operation: str,
         checkpoint: Checkpoint | None,
         sink: RejectedRowsSink | None,
+        load: IncrementalLoad,
     ) -> IngestResult:
-        """Stream ``rows`` into the Peak object (skipping what the checkpoint says earlier attempts settled);
-        closes the sink and the hook whatever happens."""
+        """Stream ``rows`` into the Peak object (skipping what the checkpoint says earlier attempts settled,
+        and saving with each checkpoint the watermark of the rows read so far); closes the sink and the hook
+        whatever happens."""
         try:
             return hook.ingest(
                 self.resource,
@@ -309,7 +313,7 @@ class SqlToPeakOperator(BaseOperator):
                 column_map=self.column_map,
                 custom_attributes=checked.custom_attributes,
                 on_rejected=sink.write if sink else None,
-                on_progress=checkpoint.save if checkpoint else None,
+                on_progress=(lambda p: checkpoint.save(p, load.mark(checkpoint.earlier_mark))) if checkpoint else None,
                 resume_from=checkpoint.earlier if checkpoint else None,
             )
         except BaseException as exc:  # a Peak error, a task timeout, a bug: each carries the counts so far

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from peak_provider.exceptions import PeakHTTPError
+from peak_provider.exceptions import PeakHTTPError, PeakSourceError
 from peak_provider.hooks.peak import PeakHook
 from peak_provider.incremental import IncrementalLoad
 from peak_provider.operators.peak import SqlToPeakOperator
@@ -131,3 +131,57 @@ def test_every_checkpoint_keeps_an_earlier_range_walked_ahead_of_the_prefix(peak
     holds = [any(r[0] <= 20 and r[1] >= 30 for r in p.ranges) for p in saved]
     assert saved and all(holds), [p.ranges for p in saved]
     assert saved[-1].ranges == [[0, 40, 40, 0, 0]]
+
+
+def test_a_retried_watermark_load_does_not_move_its_mark_past_a_row_it_skipped(peak_emulator, monkeypatch, tmp_path):
+    """Attempt 1 fails after checkpointing 15 rows; P00010, one of them, is then updated in place (a newer
+    updated_at) and the retry skips it, as its key and position did not change. The new version was never
+    sent, so the mark must stay below it (the retry takes the earlier attempts' mark from the checkpoint and
+    counts only the rows it reads itself): the next run sends it. (The mark moved to the skipped row's new
+    value, and that version was never sent.)"""
+    from tests.context import MemoryAssetStateStore
+
+    path = tmp_path / "wm.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE products (product_id TEXT, source_id TEXT, pack_size INTEGER, updated_at TEXT)")
+        db.execute("CREATE INDEX streamed ON products (product_id, updated_at)")  # ORDER BY streams, unsorted
+        db.execute("CREATE TABLE ctl (fail INTEGER)")
+        db.execute("INSERT INTO ctl VALUES (1)")
+        db.executemany(
+            "INSERT INTO products VALUES (?, 'S1', 1, ?)",
+            [(f"P{i:05d}", f"2025-03-01 {i:02d}:00:00") for i in range(24)],
+        )
+    monkeypatch.setenv("AIRFLOW_CONN_WM", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PEAK_DEFAULT", peak_emulator.connection_json("INV_OOTB", max_rows_per_request=5, max_in_flight=1)
+    )
+    sql = (  # fails (integer overflow) on reaching P00022 while ctl.fail is 1: a warehouse error mid-load
+        "SELECT product_id, source_id, pack_size, updated_at FROM products WHERE (CASE WHEN product_id = 'P00022' "
+        "AND (SELECT fail FROM ctl) = 1 THEN abs(-9223372036854775808) ELSE 1 END) = 1"
+    )
+    task = SqlToPeakOperator(
+        task_id="load",
+        resource="products",
+        sql=sql,
+        sql_conn_id="wm",
+        incremental_column="updated_at",
+        incremental_mode="watermark",
+        resumable=True,
+        fetch_size=5,
+    )
+    assets, states = MemoryAssetStateStore(), MemoryTaskStateStore()
+
+    def run() -> dict:
+        return task.execute(task_context(asset_state_store=assets, task_state_store=states))
+
+    with pytest.raises(PeakSourceError):
+        run()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE products SET updated_at = '2025-03-05 12:00:00' WHERE product_id = 'P00010'")
+        db.execute("UPDATE ctl SET fail = 0")
+    assert run()["rows_resumed"] == 15  # 15-19 were in the open batch when the warehouse failed
+    (mark,) = [values["peak_watermark"] for values in assets.values.values()]
+    assert mark == "2025-03-01 23:00:00"  # the latest row read, P00023; not the skipped row's new value
+    assert run()["rows_read"] == 1  # the next run: the new version of P00010
+    versions = [r["updated_at"] for r in peak_emulator.rows("INV_PRODUCTS_OOTB") if r["product_id"] == "P00010"]
+    assert versions == ["2025-03-01 10:00:00", "2025-03-05 12:00:00"]
