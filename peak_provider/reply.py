@@ -123,7 +123,7 @@ def read_ingest_reply(
         reason = f"the API reported status {state} for the whole batch"
         for index in range(rows):
             failures.setdefault(index, Failure(index, None, None, reason))
-    if state not in _FAILURE and not (state in _PARTIAL and failures):  # a status that explains it: fine
+    if state in _SUCCESS:  # a failure or a partial status (with failed entries, checked above) explains it
         _no_failure_said(status, payload, scrub)
     _counts_agree(payload, rows, rows - len(failures), scrub)
     return [failures[i] for i in sorted(failures)]

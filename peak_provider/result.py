@@ -82,8 +82,13 @@ class IngestResult:
             self.rejected_sample.append(rejection.summary())
 
     @property
+    def rows_counted(self) -> int:
+        """Rows in a bucket: accepted, rejected, in doubt or unsent."""
+        return self.rows_accepted + self.rows_rejected + self.rows_in_doubt + self.rows_unsent
+
+    @property
     def reconciled(self) -> bool:
-        return self.rows_read == self.rows_accepted + self.rows_rejected + self.rows_in_doubt + self.rows_unsent
+        return self.rows_read == self.rows_counted
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

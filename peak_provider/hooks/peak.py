@@ -360,10 +360,9 @@ class PeakHook(BaseHook):
             except BaseException as during:  # e.g. a task timeout while the batches in flight settle
                 _carry(during, result)
                 raise
-            if not isinstance(exc, PeakError):
-                counted = result.rows_accepted + result.rows_rejected + result.rows_in_doubt + result.rows_unsent
-                if counted == read_by(position) - 1:  # raised between reading a row and handing it to the window
-                    result.rows_unsent += 1
+            # raised between reading a row and handing it to the window: that row is unsent
+            if not isinstance(exc, PeakError) and result.rows_counted == read_by(position) - 1:
+                result.rows_unsent += 1
             _carry(exc, result)
             raise
         finally:
